@@ -1,0 +1,29 @@
+"""pyro_lvm: latent variable models for Pyro.
+
+Models are Pyro programs (``pyro_lvm.models``), guides are amortized encoder
+families (``pyro_lvm.guides``), training is one SVI loop and evaluation an
+importance-weighted log-likelihood per example (``pyro_lvm.infer``), and data
+loaders work offline (``pyro_lvm.data``).
+"""
+
+__version__ = "0.1.0"
+
+from pyro_lvm import data, distributions, guides, infer, models  # noqa: E402
+from pyro_lvm.guides import AmortizedNormal  # noqa: E402
+from pyro_lvm.infer import bits_per_dim, importance_log_likelihood, per_example_elbo, train  # noqa: E402
+from pyro_lvm.models import DeepLatentGaussian  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "AmortizedNormal",
+    "DeepLatentGaussian",
+    "bits_per_dim",
+    "data",
+    "distributions",
+    "guides",
+    "importance_log_likelihood",
+    "infer",
+    "models",
+    "per_example_elbo",
+    "train",
+]

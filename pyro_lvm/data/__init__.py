@@ -1,0 +1,22 @@
+"""Offline data loaders and generators.
+
+Loaders take a root folder, defaulting to ``$PYRO_LVM_DATA``; a folder without the
+files raises :class:`MissingDataError` naming the folder, the files and how to get them.
+"""
+
+from pyro_lvm.data._root import DATA_ENV_VAR, MissingDataError, resolve_root
+from pyro_lvm.data.binarize import dynamic_binarize
+from pyro_lvm.data.digits import load_digits
+from pyro_lvm.data.mnist import load_binarized_mnist, load_mnist, read_idx, write_idx
+
+__all__ = [
+    "DATA_ENV_VAR",
+    "MissingDataError",
+    "dynamic_binarize",
+    "load_binarized_mnist",
+    "load_digits",
+    "load_mnist",
+    "read_idx",
+    "resolve_root",
+    "write_idx",
+]

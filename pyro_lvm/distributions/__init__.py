@@ -1,0 +1,3 @@
+"""Distributions pyro_lvm adds to ``pyro.distributions``."""
+
+__all__: list[str] = []

@@ -1,0 +1,90 @@
+"""Amortized guides: an encoder network maps each example to ``q(z_n | x_n)``.
+
+A guide here is not tied to one model: it names the latent site it covers
+(``site``), which argument of the model call is the observation (``obs_arg``), and
+the data plate (``plate``, ``plate_dim``). Subclasses only say which distribution
+the encoder's features parameterize (:meth:`AmortizedGuide.distribution`).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+from torch.nn import functional as F
+
+from pyro_lvm.nets import MLP, flatten_examples
+
+__all__ = ["AmortizedGuide", "AmortizedNormal"]
+
+
+class AmortizedGuide(PyroModule):
+    """Base class of the encoder guide families.
+
+    :param input_dim: D, values per example of the observed argument (flattened).
+    :param latent_dim: size of the latent site's event, shape (latent_dim,).
+    :param site: name of the model's latent sample site this guide covers.
+    :param obs_arg: which model argument is the observation: a position (int) or a keyword (str).
+    :param plate: name of the model's data plate; ``plate_dim`` its dim.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        latent_dim: int,
+        site: str = "z",
+        obs_arg: int | str = 0,
+        plate: str = "data",
+        plate_dim: int = -1,
+    ) -> None:
+        super().__init__()
+        if input_dim < 1 or latent_dim < 1:
+            raise ValueError(f"input_dim and latent_dim must be >= 1, got {input_dim} and {latent_dim}")
+        self.input_dim, self.latent_dim = input_dim, latent_dim
+        self.site, self.obs_arg, self.plate, self.plate_dim = site, obs_arg, plate, plate_dim
+
+    def observed(self, args: tuple, kwargs: dict) -> torch.Tensor:
+        """The observation among the model's arguments, flattened to (N, input_dim)."""
+        try:
+            x = kwargs[self.obs_arg] if isinstance(self.obs_arg, str) else args[self.obs_arg]
+        except (KeyError, IndexError):
+            raise ValueError(
+                f"{type(self).__name__} reads the observation from argument {self.obs_arg!r}, but the call "
+                f"had {len(args)} positional arguments and keywords {sorted(kwargs)}"
+            ) from None
+        return flatten_examples(x, self.input_dim, name=f"observed argument {self.obs_arg!r}")
+
+    def distribution(self, x: torch.Tensor) -> dist.Distribution:
+        """``q(z | x)`` for x of shape (N, input_dim): batch shape (N,), event shape (latent_dim,)."""
+        raise NotImplementedError
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        x = self.observed(args, kwargs)
+        with pyro.plate(self.plate, x.shape[0], dim=self.plate_dim):
+            return pyro.sample(self.site, self.distribution(x))
+
+
+class AmortizedNormal(AmortizedGuide):
+    """Diagonal Gaussian encoder: ``q(z | x) = N(mu(x), diag(sigma(x)^2))``.
+
+    :param hidden_dims: encoder hidden layer sizes; ``activation`` their activation.
+    Other parameters as in :class:`AmortizedGuide`.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        latent_dim: int,
+        hidden_dims: Sequence[int] = (200, 200),
+        activation: str = "tanh",
+        **site_kwargs,
+    ) -> None:
+        super().__init__(input_dim, latent_dim, **site_kwargs)
+        self.encoder = MLP(input_dim, hidden_dims, 2 * latent_dim, activation)
+
+    def distribution(self, x: torch.Tensor) -> dist.Distribution:
+        loc, raw_scale = self.encoder(x).chunk(2, dim=-1)
+        return dist.Normal(loc, F.softplus(raw_scale) + 1e-5).to_event(1)

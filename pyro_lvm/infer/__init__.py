@@ -1,0 +1,17 @@
+"""Training and evaluation: one SVI loop, importance-weighted log-likelihood, bits/dim."""
+
+from pyro_lvm.infer.annealing import linear_warmup, scale_latents
+from pyro_lvm.infer.evaluate import bits_per_dim, importance_log_likelihood, log_importance_weights, per_example_elbo
+from pyro_lvm.infer.train import History, TrainingDiverged, train
+
+__all__ = [
+    "History",
+    "TrainingDiverged",
+    "bits_per_dim",
+    "importance_log_likelihood",
+    "linear_warmup",
+    "log_importance_weights",
+    "per_example_elbo",
+    "scale_latents",
+    "train",
+]
