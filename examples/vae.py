@@ -1,0 +1,231 @@
+"""Train a deep latent Gaussian model (VAE) end to end and measure it the way papers do.
+
+Story: ``z ~ N(0, I)``, ``x | z ~ Bernoulli(decoder(z))``; an amortized guide ``q(z | x)``;
+Pyro SVI on the ELBO (or the IWAE bound); then the test ELBO, the importance-weighted
+test log-likelihood and bits/dim, with figures.
+
+    python examples/vae.py                      # 8x8 digits bundled with scikit-learn (offline)
+    python examples/vae.py --quick              # the same, in a few seconds
+    python examples/vae.py --dataset mnist --data-dir DIR --epochs 50
+
+Writes ``metrics.json``, ``samples.png``, ``reconstructions.png``, ``training_curve.png``
+(and ``latent_scatter.png`` for a 2-D latent) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import pyro
+import pyro.infer
+import torch
+from pyro import poutine
+
+import pyro_lvm
+from pyro_lvm import runs
+from pyro_lvm.data import dynamic_binarize, load_binarized_mnist, load_digits, load_mnist
+from pyro_lvm.guides import GUIDE_FAMILIES, make_guide
+from pyro_lvm.infer import bits_per_dim, importance_log_likelihood, linear_warmup, per_example_elbo, train
+from pyro_lvm.models import DeepLatentGaussian
+
+DATASET_DEFAULTS = {  # z_dim, epochs, batch size: a run of a few minutes on a laptop CPU
+    "digits": dict(z_dim=2, epochs=300, batch_size=100),
+    "mnist": dict(z_dim=50, epochs=20, batch_size=100),
+    "binarized_mnist": dict(z_dim=50, epochs=20, batch_size=100),
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", choices=sorted(DATASET_DEFAULTS), default="digits",
+                   help="digits: scikit-learn's 8x8 digits (always offline); mnist: IDX files, dynamically "
+                   "binarized each epoch; binarized_mnist: Larochelle's static binarization (default: digits)")
+    p.add_argument("--data-dir", default=None, help="folder with mnist/ or binarized_mnist/ (default: $PYRO_LVM_DATA)")
+    p.add_argument("--guide", choices=sorted(GUIDE_FAMILIES), default="normal", help="guide family q(z|x) (default: normal)")
+    p.add_argument("--loss", choices=["elbo", "iwae"], default="elbo",
+                   help="elbo: Trace ELBO with the analytic KL where available; iwae: importance-weighted bound "
+                   "(RenyiELBO, alpha=0) with --particles samples (default: elbo)")
+    p.add_argument("--particles", type=int, default=1, help="samples per example in the training objective (default: 1)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: per dataset, see DATASET_DEFAULTS)")
+    p.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: 100)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    p.add_argument("--lr-decay", type=float, default=1.0, help="multiply the learning rate by this after every epoch (default: 1, constant)")
+    p.add_argument("--z-dim", type=int, default=None, help="latent dimension (default: 2 for digits, 50 for MNIST)")
+    p.add_argument("--hidden", type=int, nargs="+", default=[200, 200], help="hidden layer sizes of encoder and decoder (default: 200 200)")
+    p.add_argument("--activation", default="tanh", help="activation of the hidden layers (default: tanh)")
+    p.add_argument("--kl-warmup", type=int, default=0, help="steps over which beta rises linearly from 0 to 1 (default: 0, no annealing)")
+    p.add_argument("--eval-samples", type=int, default=5000, help="importance samples per test example for log p(x) (default: 5000)")
+    p.add_argument("--eval-examples", type=int, default=None, help="evaluate on the first N test examples only (default: all)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint file, written atomically every epoch")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--out", default="outputs/vae", help="output folder for metrics.json and figures (default: outputs/vae)")
+    p.add_argument("--quick", action="store_true", help="a small run (seconds): few epochs, 100 importance samples on 200 test examples")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    args = p.parse_args(argv)
+    defaults = DATASET_DEFAULTS[args.dataset]
+    args.z_dim = args.z_dim or defaults["z_dim"]
+    args.batch_size = args.batch_size or defaults["batch_size"]
+    args.epochs = args.epochs or (min(30, defaults["epochs"]) if args.quick else defaults["epochs"])
+    if args.quick:
+        args.eval_samples = min(args.eval_samples, 100)
+        args.eval_examples = min(args.eval_examples or 200, 200)
+    return args
+
+
+def load_data(args):
+    """Return (train grey levels or binary pixels, test binary pixels, test labels or None, image side, dynamic?)."""
+    if args.dataset == "digits":
+        x_train, _ = load_digits("train", seed=args.seed)
+        x_test, y_test = load_digits("test", seed=args.seed)
+        dynamic = True
+    elif args.dataset == "mnist":
+        x_train, _ = load_mnist(args.data_dir, "train")
+        x_test, y_test = load_mnist(args.data_dir, "test")
+        dynamic = True
+    else:
+        x_train = load_binarized_mnist(args.data_dir, "train")
+        x_test, y_test = load_binarized_mnist(args.data_dir, "test"), None
+        dynamic = False
+    side = x_train.shape[-1]
+    x_train, x_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
+    if dynamic:  # the test set is binarized once, with a fixed seed, so every run scores the same pixels
+        x_test = dynamic_binarize(x_test, generator=torch.Generator().manual_seed(1234))
+    return x_train, x_test, y_test, side, dynamic
+
+
+def make_loss(args):
+    if args.loss == "iwae":
+        return pyro.infer.RenyiELBO(alpha=0.0, num_particles=args.particles, vectorize_particles=True, max_plate_nesting=1)
+    return pyro.infer.TraceMeanField_ELBO(num_particles=args.particles, vectorize_particles=args.particles > 1, max_plate_nesting=1)
+
+
+@torch.no_grad()
+def encode(guide, x: torch.Tensor) -> torch.Tensor:
+    """One draw of z ~ q(z | x) per example, shape (N, z_dim)."""
+    return poutine.trace(guide).get_trace(x).nodes[guide.site]["value"]
+
+
+@torch.no_grad()
+def save_figures(out, model, guide, history, x_test, y_test, side, args) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def grid(images: torch.Tensor, rows: int, cols: int, path: str, title: str) -> None:
+        fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.8, rows * 0.8 + 0.4))
+        for ax, img in zip(axes.flat, images.cpu()):
+            ax.imshow(img.reshape(side, side), cmap="gray", vmin=0, vmax=1)
+            ax.axis("off")
+        fig.suptitle(title)
+        fig.savefig(out / path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+
+    written = ["samples.png", "reconstructions.png", "training_curve.png"]
+    grid(model.sample(64), 8, 8, written[0], "samples: mean of p(x | z), z ~ N(0, I)")
+    x = x_test[:10]
+    recon = model.likelihood_dist(encode(guide, x)).mean
+    grid(torch.cat([x, recon]), 2, 10, written[1], "top: test images; bottom: mean of p(x | z), z ~ q(z | x)")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    steps = torch.tensor(history.step_loss)
+    window = max(1, len(steps) // 100)
+    smooth = steps.unfold(0, window, window).mean(1) if len(steps) >= window else steps
+    ax.plot((torch.arange(len(smooth)) + 1) * window, smooth, label="train loss (per example, smoothed)")
+    val = [(r["step"], r["val_loss"]) for r in history.epochs if r["val_loss"] is not None]
+    if val:
+        ax.plot(*zip(*val), "o-", label="test loss (per example)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("negative ELBO (nats)" if args.loss == "elbo" else f"negative IWAE bound, K={args.particles} (nats)")
+    ax.legend()
+    fig.savefig(out / written[2], dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+    if args.z_dim == 2:
+        z = encode(guide, x_test).cpu()
+        fig, ax = plt.subplots(figsize=(5, 5))
+        sc = ax.scatter(z[:, 0], z[:, 1], c=None if y_test is None else y_test, cmap="tab10", s=6)
+        if y_test is not None:
+            fig.colorbar(sc, ax=ax, label="digit")
+        ax.set_title("test images in latent space: z ~ q(z | x)")
+        fig.savefig(out / "latent_scatter.png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        written.append("latent_scatter.png")
+    return written
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    runs.set_seed(args.seed)
+    device = runs.resolve_device(args.device)
+    out = runs.output_dir(args.out)
+    x_train, x_test, y_test, side, dynamic = load_data(args)
+    data_dim = x_train.shape[1]
+
+    pyro.clear_param_store()
+    bias = DeepLatentGaussian.output_bias_from_data(x_train)
+    model = DeepLatentGaussian(data_dim, args.z_dim, args.hidden, args.activation, output_bias=bias)
+    guide = make_guide(args.guide, data_dim, args.z_dim, hidden_dims=args.hidden, activation=args.activation)
+    optimizer = pyro.optim.ExponentialLR({"optimizer": torch.optim.Adam, "optim_args": {"lr": args.lr}, "gamma": args.lr_decay})
+    n_eval = len(x_test) if args.eval_examples is None else min(args.eval_examples, len(x_test))
+    x_eval = x_test[:n_eval].to(device)
+
+    t0 = time.perf_counter()
+    history = train(
+        model.model, guide, x_train, loss=make_loss(args), optimizer=optimizer, epochs=args.epochs,
+        batch_size=args.batch_size, device=device, beta=linear_warmup(args.kl_warmup) if args.kl_warmup else 1.0,
+        batch_transform=dynamic_binarize if dynamic else None, val_data=x_eval,
+        val_every=max(1, args.epochs // 10), checkpoint=args.checkpoint, resume=args.resume,
+        progress=not args.no_progress,
+    )
+    train_seconds = time.perf_counter() - t0
+
+    model.eval()
+    guide.eval()
+    elbo = per_example_elbo(model.model, guide, x_eval, num_samples=10)
+    ll = torch.cat([
+        importance_log_likelihood(model.model, guide, chunk, num_samples=args.eval_samples, chunk_size=max(1, 20000 // len(chunk)))
+        for chunk in x_eval.split(500)
+    ])
+    metrics = {
+        "dataset": args.dataset,
+        "guide": args.guide,
+        "loss": args.loss,
+        "particles": args.particles,
+        "z_dim": args.z_dim,
+        "hidden": args.hidden,
+        "epochs": args.epochs,
+        "train_examples": len(x_train),
+        "test_examples": n_eval,
+        "test_elbo": elbo.mean().item(),
+        "test_log_likelihood": ll.mean().item(),
+        "test_log_likelihood_stderr": (ll.std() / math.sqrt(len(ll))).item() if len(ll) > 1 else None,
+        "eval_samples": args.eval_samples,
+        "bits_per_dim": bits_per_dim(ll.mean().item(), data_dim),
+        "train_seconds": train_seconds,
+        "seconds_per_epoch": train_seconds / max(1, len(history.epochs)),
+        "device": str(device),
+        "device_name": runs.device_name(device),
+        "torch": torch.__version__,
+        "pyro": pyro.__version__,
+        "pyro_lvm": pyro_lvm.__version__,
+        "seed": args.seed,
+        "history": history.epochs,
+    }
+    metrics["figures"] = save_figures(out, model, guide, history, x_test.to(device), y_test, side, args)
+    runs.write_json(metrics, out / "metrics.json")
+    print(
+        f"test ELBO {metrics['test_elbo']:.2f} nats, test log p(x) {metrics['test_log_likelihood']:.2f} nats "
+        f"(k={args.eval_samples}, {n_eval} images), {metrics['bits_per_dim']:.4f} bits/dim, "
+        f"{metrics['seconds_per_epoch']:.2f} s/epoch"
+    )
+    print(f"wrote metrics.json and {len(metrics['figures'])} figures to {out.resolve()}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
