@@ -1,10 +1,12 @@
-"""Training and evaluation: one SVI loop, importance-weighted log-likelihood, bits/dim."""
+"""Training and evaluation: one SVI loop, hard EM, importance-weighted log-likelihood, bits/dim."""
 
 from pyro_lvm.infer.annealing import linear_warmup, scale_latents
 from pyro_lvm.infer.evaluate import bits_per_dim, importance_log_likelihood, log_importance_weights, per_example_elbo
+from pyro_lvm.infer.hard_em import HardEM
 from pyro_lvm.infer.train import History, TrainingDiverged, train
 
 __all__ = [
+    "HardEM",
     "History",
     "TrainingDiverged",
     "bits_per_dim",
