@@ -78,7 +78,15 @@ class DeepLatentGaussian(PyroModule):
         return dist.Normal(out, F.softplus(self.raw_scale) + 1e-4).to_event(1)
 
     def model(self, x: torch.Tensor) -> torch.Tensor:
-        """The generative story for a batch ``x`` of shape (N, D) or (N, ...) with D values each."""
+        """The generative story for a batch ``x`` of shape (N, D) or (N, ...) with D values each.
+
+        Runs through ``PyroModule.__call__`` so that the decoder's parameters (and ``raw_scale``)
+        become ``pyro.param`` sites that SVI trains; calling the story outside it would leave them frozen.
+        """
+        return self(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Same as :meth:`model`."""
         x = flatten_examples(x, self.data_dim)
         with pyro.plate("data", x.shape[0], dim=-1):
             z = pyro.sample("z", self.prior(x.device))
