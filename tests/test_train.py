@@ -1,0 +1,168 @@
+"""The training loop: exact resume, atomic checkpoints, divergence, annealing, schedules, bad input."""
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import pyro.optim
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from pyro_lvm.data import dynamic_binarize, load_digits
+from pyro_lvm.guides import AmortizedNormal
+from pyro_lvm.infer import TrainingDiverged, linear_warmup, scale_latents, train
+from pyro_lvm.infer import checkpoint as checkpoint_module
+from pyro_lvm.models import DeepLatentGaussian
+
+
+def digits(n=300):
+    x, _ = load_digits("train")
+    return x[:n].reshape(n, -1)
+
+
+def vae(seed):
+    pyro.set_rng_seed(seed)
+    return DeepLatentGaussian(64, 3, (16,)), AmortizedNormal(64, 3, (16,))
+
+
+def run(epochs, ckpt, resume=False, seed=0):
+    pyro.clear_param_store()
+    model, guide = vae(seed)
+    optimizer = pyro.optim.ExponentialLR({"optimizer": torch.optim.Adam, "optim_args": {"lr": 1e-2}, "gamma": 0.9})
+    pyro.set_rng_seed(123) if not resume else None
+    history = train(
+        model.model, guide, digits(), epochs=epochs, batch_size=64, optimizer=optimizer,
+        batch_transform=dynamic_binarize, val_data=dynamic_binarize(digits(50), torch.Generator().manual_seed(7)), checkpoint=ckpt,
+        resume=resume, progress=False,
+    )
+    return model, guide, history
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    full_model, full_guide, full_history = run(4, tmp_path / "full.pt")
+    run(2, tmp_path / "part.pt")
+    # a fresh process would build new modules with other initial values; resume must overwrite them all
+    model, guide, history = run(4, tmp_path / "part.pt", resume=True, seed=99)
+    for a, b in [(full_model, model), (full_guide, guide)]:
+        for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.equal(p, q), name
+    assert history.step_loss == full_history.step_loss
+    assert [r["val_loss"] for r in history.epochs] == [r["val_loss"] for r in full_history.epochs]
+    assert [r["lr"] for r in history.epochs] == pytest.approx([1e-2 * 0.9 ** (e + 1) for e in range(4)])
+
+
+def test_resume_restores_plain_pyro_params(tmp_path):
+    """Parameters created with pyro.param (not owned by a module) are checkpointed too."""
+    x = torch.randn(40) + 3.0
+
+    def model(x):
+        loc = pyro.param("loc", torch.tensor(0.0))
+        with pyro.plate("data", len(x)):
+            pyro.sample("x", dist.Normal(loc, 1.0), obs=x)
+
+    def guide(x):
+        pass
+
+    def fit(epochs, resume):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(0) if not resume else None
+        train(model, guide, x, epochs=epochs, batch_size=8, lr=0.05, checkpoint=tmp_path / f"c{resume}.pt" if not resume else tmp_path / "cFalse.pt", resume=resume, progress=False)
+        return pyro.param("loc").item()
+
+    pyro.set_rng_seed(0)
+    pyro.clear_param_store()
+    train(model, guide, x, epochs=6, batch_size=8, lr=0.05, progress=False)
+    uninterrupted = pyro.param("loc").item()
+    fit(3, resume=False)
+    assert fit(6, resume=True) == uninterrupted
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    checkpoint_module.atomic_save({"a": 1}, path)
+
+    def crash(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint_module.atomic_save({"a": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temp file left behind
+
+
+def test_divergence_stops_with_step_and_last_finite_loss():
+    x = torch.randn(64)
+
+    def model(x):
+        log_scale = pyro.param("log_scale", torch.tensor(0.0))
+        with pyro.plate("data", len(x)):
+            pyro.sample("x", dist.Normal(0.0, log_scale.exp()), obs=x)
+
+    def guide(x):
+        pass
+
+    with pytest.raises(TrainingDiverged, match=r"at step \d+ \(epoch \d+\); last finite loss per example: [-\d.e+]+"):
+        train(model, guide, x, steps=50, batch_size=64, lr=1e3, progress=False,
+              optimizer=pyro.optim.SGD({"lr": 1e3}))
+    assert math.isfinite(pyro.param("log_scale").item())  # the non-finite step was not applied
+
+
+def test_beta_scales_exactly_the_kl_term():
+    """TraceMeanField_ELBO: loss = -log p(x|z) + beta * KL(q || p), with the same z draw."""
+    x = torch.tensor([0.5, -1.0])
+
+    def model(x):
+        with pyro.plate("data", 2):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    q = dist.Normal(torch.tensor([0.3, 0.1]), torch.tensor([0.5, 2.0]))
+
+    def guide(x):
+        with pyro.plate("data", 2):
+            pyro.sample("z", q)
+
+    elbo = pyro.infer.TraceMeanField_ELBO()
+
+    def loss(beta):
+        pyro.set_rng_seed(5)
+        return elbo.loss(scale_latents(beta)(model), scale_latents(beta)(guide), x)
+
+    kl = torch.distributions.kl_divergence(q, dist.Normal(0.0, 1.0)).sum().item()
+    assert loss(0.5) - loss(0.0) == pytest.approx(0.5 * kl, rel=1e-6)
+    assert loss(1.0) - loss(0.0) == pytest.approx(kl, rel=1e-6)
+    warm = linear_warmup(10)
+    assert [warm(s) for s in (0, 5, 10, 20)] == [0.0, 0.5, 1.0, 1.0]
+
+
+def test_steps_dataloader_and_validation():
+    model, guide = vae(0)
+    x = (digits(100) > 0.5).float()
+    loader = DataLoader(TensorDataset(x), batch_size=30, shuffle=True)
+    history = train(model.model, guide, loader, steps=10, val_data=x[:20], progress=False)
+    assert len(history.step_loss) == 10
+    assert history.epochs[-1]["step"] == 10
+    assert history.epochs[-1]["val_loss"] > 0
+
+
+@pytest.mark.parametrize(
+    "data, kwargs, message",
+    [
+        (torch.zeros(0, 64), {"epochs": 1}, "data is empty"),
+        (torch.full((4, 64), float("nan")), {"epochs": 1}, "NaN or infinite"),
+        ((torch.zeros(4, 64), torch.zeros(3)), {"epochs": 1}, r"data\[1\] has shape \(3,\)"),
+        (torch.zeros(4, 64), {"epochs": 1, "steps": 3}, "exactly one of epochs or steps"),
+        (torch.zeros(4, 64), {"epochs": 0}, "epochs must be a positive integer"),
+        (torch.zeros(4, 64), {"epochs": 1, "batch_size": 0}, "batch_size must be >= 1"),
+        (torch.zeros(4, 64), {"epochs": 1, "resume": True}, "resume=True needs a checkpoint"),
+        (torch.zeros(4, 63), {"epochs": 1}, r"must have shape \(N, 64\).*got \(4, 63\)"),
+    ],
+)
+def test_bad_input_is_named(data, kwargs, message):
+    model, guide = vae(0)
+    with pytest.raises(ValueError, match=message):
+        train(model.model, guide, data, progress=False, **kwargs)
