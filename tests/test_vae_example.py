@@ -1,0 +1,55 @@
+"""The main job, examples/vae.py, end to end (small runs)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vae.py"
+
+
+def run_example(tmp_path, *flags):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--out", str(out), "--no-progress", *flags],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert str(out.resolve()) in result.stdout  # it says where its output went
+    return out, json.loads((out / "metrics.json").read_text())
+
+
+def test_quick_run_on_embedded_digits(tmp_path):
+    out, metrics = run_example(tmp_path, "--quick")
+    assert metrics["dataset"] == "digits" and metrics["test_examples"] == 200
+    assert metrics["test_elbo"] < 0 and metrics["test_log_likelihood"] < 0
+    # importance sampling with k=100 sits above the single-sample bound (up to its noise)
+    assert metrics["test_log_likelihood"] > metrics["test_elbo"] - 0.5
+    assert metrics["bits_per_dim"] > 0
+    for name in ["samples.png", "reconstructions.png", "training_curve.png", "latent_scatter.png"]:
+        assert (out / name).stat().st_size > 1000, name
+    # training went somewhere: the last epoch's loss is well below the first
+    assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"] - 1.0
+
+
+def test_quick_run_on_binarized_mnist(tmp_path, shared_data):
+    _, metrics = run_example(tmp_path, "--quick", "--dataset", "binarized_mnist", "--data-dir", str(shared_data), "--epochs", "1", "--z-dim", "8")
+    assert metrics["dataset"] == "binarized_mnist" and metrics["train_examples"] == 50000
+    assert 0 < -metrics["test_log_likelihood"] < 250  # one epoch of a VAE is far below a uniform model's 543 nats
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--quick", "--dataset", "mnist", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert "train-images-idx3-ubyte" in result.stderr and str(tmp_path / "none") in result.stderr
+
+
+@pytest.mark.slow
+def test_full_default_run(tmp_path):
+    _, metrics = run_example(tmp_path)
+    assert metrics["eval_samples"] == 5000
