@@ -1,0 +1,354 @@
+"""CTC: a latent frame-level alignment, summed, maximized and sampled exactly.
+
+The labels ``y = (y_1, ..., y_S)`` of an input with ``T`` frames are explained by an alignment
+``z = (z_1, ..., z_T)`` of frame labels (labels and a blank) with ``y = B(z)``, where ``B``
+merges repeats and then drops blanks, and ``p(y | x) = sum_{z: B(z) = y} prod_t p(z_t | x)``.
+Every such ``z`` is one left-to-right path through the extended label sequence
+``(blank, y_1, blank, y_2, ..., y_S, blank)`` of ``L = 2 S + 1`` positions: a frame stays at its
+position, moves to the next one, or skips a blank between two different labels; the path
+starts at one of the first two positions and ends at one of the last two. The alignment is
+therefore a Markov chain over positions, written literally as a Pyro program with one
+enumerated site per frame (:func:`ctc_alignment_model`), and computed by the vectorized
+chain recursions of :mod:`pyro_lvm.ops.chain` (exactly the sum ``TraceEnum_ELBO`` forms):
+
+* :func:`ctc_log_likelihood` -- ``log p(y | x)``, by torch's kernel (``method="native"``) or
+  the chain (``method="enum"``); both equal ``torch.nn.functional.ctc_loss``;
+* :func:`ctc_viterbi` -- the most probable alignment (``infer_discrete(temperature=0)``);
+* :func:`ctc_sample_alignments` -- posterior alignments (``infer_discrete(temperature=1)``);
+* :func:`ctc_posterior_marginals` -- ``p(z_t = c | y, x)`` per frame;
+* :func:`ctc_viterbi_log_likelihood` -- ``log p(z* | x)``, the objective of Viterbi training.
+
+Shapes follow :func:`torch.nn.functional.ctc_loss`: ``log_probs`` (T, N, C) log-softmax
+outputs, ``targets`` (N, S) padded, ``input_lengths`` and ``target_lengths`` (N,).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import NamedTuple
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro.ops.indexing import Vindex
+
+from pyro_lvm.ops.chain import (
+    FLOOR,
+    BandedTransition,
+    chain_backtrack,
+    chain_forward,
+    chain_marginals,
+    chain_total,
+)
+
+__all__ = [
+    "ctc_alignment_model",
+    "ctc_collapse",
+    "ctc_greedy_decode",
+    "ctc_log_likelihood",
+    "ctc_posterior_marginals",
+    "ctc_sample_alignments",
+    "ctc_viterbi",
+    "ctc_viterbi_log_likelihood",
+]
+
+
+class _Inputs(NamedTuple):
+    log_probs: torch.Tensor  # (T, N, C)
+    targets: torch.Tensor  # (N, S) long
+    input_lengths: torch.Tensor  # (N,) long
+    target_lengths: torch.Tensor  # (N,) long
+
+
+def _as_lengths(value, name: str, n: int, device: torch.device) -> torch.Tensor:
+    lengths = torch.as_tensor(value, device=device)
+    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integers, got dtype {lengths.dtype}")
+    if lengths.shape != (n,):
+        raise ValueError(f"{name} must have shape (N,) = ({n},), got {tuple(lengths.shape)}")
+    return lengths.long()
+
+
+def _check(log_probs, targets, input_lengths, target_lengths, blank: int) -> _Inputs:
+    """Validate CTC inputs at the boundary; every message names the sequence and the problem."""
+    if not torch.is_tensor(log_probs) or not log_probs.is_floating_point() or log_probs.dim() != 3:
+        raise ValueError(
+            "log_probs must be a floating tensor of shape (T, N, C) (frames, sequences, classes), got "
+            + (f"shape {tuple(log_probs.shape)} dtype {log_probs.dtype}" if torch.is_tensor(log_probs) else repr(type(log_probs)))
+        )
+    t_max, n, c = log_probs.shape
+    if t_max < 1 or n < 1 or c < 2:
+        raise ValueError(f"log_probs needs T >= 1 frames, N >= 1 sequences and C >= 2 classes, got shape {(t_max, n, c)}")
+    if not 0 <= blank < c:
+        raise ValueError(f"blank must be a class index in [0, C) = [0, {c}), got {blank}")
+    targets = torch.as_tensor(targets, device=log_probs.device)
+    if targets.is_floating_point() or targets.dtype == torch.bool or targets.dim() != 2 or targets.size(0) != n:
+        raise ValueError(f"targets must be an integer tensor of shape (N, S) with N = {n}, got shape {tuple(targets.shape)} dtype {targets.dtype}")
+    targets = targets.long()
+    input_lengths = _as_lengths(input_lengths, "input_lengths", n, log_probs.device)
+    target_lengths = _as_lengths(target_lengths, "target_lengths", n, log_probs.device)
+    bad = ((input_lengths < 1) | (input_lengths > t_max)).nonzero().flatten()
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"input_lengths[{i}] = {int(input_lengths[i])} is out of range: expected 1 <= input length <= T = {t_max}")
+    s_max = targets.size(1)
+    bad = ((target_lengths < 0) | (target_lengths > s_max)).nonzero().flatten()
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"target_lengths[{i}] = {int(target_lengths[i])} is out of range: expected 0 <= target length <= S = {s_max} (the width of targets)")
+    inside = torch.arange(s_max, device=log_probs.device) < target_lengths.unsqueeze(-1)
+    for problem, mask in (
+        (f"is outside the classes [0, C) = [0, {c})", inside & ((targets < 0) | (targets >= c))),
+        (f"is the blank ({blank}); targets hold labels only", inside & (targets == blank)),
+    ):
+        bad = mask.nonzero()
+        if len(bad):
+            i, j = (int(v) for v in bad[0])
+            raise ValueError(f"targets[{i}, {j}] = {int(targets[i, j])} {problem} (sequence {i})")
+    with torch.no_grad():
+        frames = torch.arange(t_max, device=log_probs.device).unsqueeze(-1) < input_lengths  # (T, N)
+        err = (log_probs.logsumexp(-1).abs() > 1e-3) & frames
+        if torch.isnan(log_probs).any():
+            raise ValueError("log_probs contains NaN")
+    if err.any():
+        t, i = (int(v) for v in err.nonzero()[0])
+        warnings.warn(
+            f"log_probs are not normalized: sequence {i}, frame {t} has logsumexp {float(log_probs[t, i].logsumexp(-1)):.4g} "
+            "over classes (expected 0; pass log_softmax outputs)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return _Inputs(log_probs, targets, input_lengths, target_lengths)
+
+
+class _Chain(NamedTuple):
+    ext: torch.Tensor  # (N, L) class of each position of the extended label sequence
+    init: torch.Tensor  # (N, L)
+    emissions: torch.Tensor  # (T, N, L)
+    transition: BandedTransition
+    final: torch.Tensor  # (N, L)
+    lengths: torch.Tensor  # (N,)
+
+
+def _alignment_chain(inputs: _Inputs, blank: int) -> _Chain:
+    """The alignment chain over positions of ``(blank, y_1, blank, ..., y_S, blank)``."""
+    log_probs, targets, input_lengths, target_lengths = inputs
+    n, s_max = targets.shape
+    device = log_probs.device
+    size = 2 * s_max + 1
+    pos = torch.arange(size, device=device)
+    inside = torch.arange(s_max, device=device) < target_lengths.unsqueeze(-1)
+    labels = torch.where(inside, targets, torch.full_like(targets, blank))
+    ext = torch.full((n, size), blank, dtype=torch.long, device=device)
+    ext[:, 1::2] = labels
+    ext_len = (2 * target_lengths + 1).unsqueeze(-1)  # (N, 1)
+    valid = pos < ext_len
+    zero = torch.zeros((), dtype=log_probs.dtype, device=device)
+    floor = torch.full((), FLOOR, dtype=log_probs.dtype, device=device)
+    stay = valid
+    step = valid & (pos >= 1)
+    skip = valid & (pos % 2 == 1) & (pos >= 3)
+    skip[:, 3:] &= ext[:, 3:] != ext[:, 1:-2]
+    band = torch.where(torch.stack([stay, step, skip], -1), zero, floor)
+    init = torch.where((pos < 2) & valid, zero, floor)
+    final = torch.where(((pos == ext_len - 1) | (pos == ext_len - 2)) & valid, zero, floor)
+    emissions = log_probs.gather(2, ext.unsqueeze(0).expand(log_probs.size(0), -1, -1))
+    return _Chain(ext, init, emissions, BandedTransition(band), final, input_lengths)
+
+
+def _mask_frames(labels: torch.Tensor, input_lengths: torch.Tensor) -> torch.Tensor:
+    past = torch.arange(labels.size(-1), device=labels.device) >= input_lengths.unsqueeze(-1)
+    return labels.masked_fill(past, -1)
+
+
+def _feasible(inputs: _Inputs) -> torch.Tensor:
+    """(N,) whether any alignment exists: ``T_n >= S_n + (number of equal neighbours in y_n)``."""
+    _, targets, input_lengths, target_lengths = inputs
+    s_max = targets.size(1)
+    if s_max < 2:
+        repeats = torch.zeros_like(target_lengths)
+    else:
+        inner = torch.arange(1, s_max, device=targets.device) < target_lengths.unsqueeze(-1)
+        repeats = ((targets[:, 1:] == targets[:, :-1]) & inner).sum(-1)
+    return input_lengths >= target_lengths + repeats
+
+
+def ctc_log_likelihood(
+    log_probs: torch.Tensor,
+    targets: torch.Tensor,
+    input_lengths,
+    target_lengths,
+    blank: int = 0,
+    method: str = "native",
+    zero_infinity: bool = False,
+) -> torch.Tensor:
+    """``log p(y | x)``, the log marginal probability of each target over all its alignments.
+
+    :param log_probs: (T, N, C) log-softmax frame probabilities ``log p(z_t = c | x)``.
+    :param targets: (N, S) labels padded to width ``S`` (entries past a target's length ignored).
+    :param input_lengths: (N,) frames per sequence, ``1 <= T_n <= T``.
+    :param target_lengths: (N,) labels per target, ``0 <= S_n <= S``.
+    :param blank: the blank class.
+    :param method: ``"native"`` (torch's CTC kernel) or ``"enum"`` (the forward recursion of
+        the enumerated alignment chain, vectorized over sequences, a loop over frames).
+    :param zero_infinity: give 0 (and zero gradient) instead of ``-inf`` for targets no
+        alignment of the input can produce, as ``torch.nn.functional.ctc_loss`` does.
+    :returns: (N,) log-likelihoods; equal to ``-ctc_loss(..., reduction="none")``.
+
+    The gradient with respect to ``log_probs`` is the posterior ``p(z_t = c | y, x)`` (frames past
+    ``T_n`` get 0). Torch's kernel reports ``exp(log_probs) - p(z_t = c | y, x)`` for the loss, the
+    gradient with respect to the logits of a log-softmax; ``method="native"`` corrects it by the
+    ``exp(log_probs)`` term so both methods give the same (true) gradient, and through a
+    log-softmax all three agree.
+    """
+    inputs = _check(log_probs, targets, input_lengths, target_lengths, blank)
+    if method == "native":
+        loss = F.ctc_loss(*inputs, blank=blank, reduction="none", zero_infinity=zero_infinity)
+        frames = (torch.arange(inputs.log_probs.size(0), device=log_probs.device).unsqueeze(-1) < inputs.input_lengths).unsqueeze(-1)
+        probs = inputs.log_probs.exp() * (frames & _feasible(inputs).unsqueeze(-1)).to(log_probs.dtype)
+        correction = (probs - probs.detach()).sum((0, 2))  # value 0, gradient exp(log_probs)
+        return -loss + correction
+    if method != "enum":
+        raise ValueError(f"method must be 'native' or 'enum', got {method!r}")
+    chain = _alignment_chain(inputs, blank)
+    result = chain_total(chain_forward(chain.init, chain.emissions, chain.transition, chain.lengths), chain.final)
+    if zero_infinity:
+        result = torch.where(torch.isinf(result), torch.zeros_like(result), result)
+    return result
+
+
+def ctc_viterbi(log_probs, targets, input_lengths, target_lengths, blank: int = 0) -> torch.Tensor:
+    """The most probable alignment of each target, ``argmax_{z: B(z) = y} p(z | x)``.
+
+    A max-product forward pass over the alignment chain and a backtrace (what
+    ``infer_discrete(temperature=0)`` does on :func:`ctc_alignment_model`).
+
+    :returns: LongTensor (N, T) of frame labels (blank included), ``-1`` past each input length
+        and on the whole row of a target that no alignment can produce.
+    """
+    inputs = _check(log_probs, targets, input_lengths, target_lengths, blank)
+    with torch.no_grad():
+        chain = _alignment_chain(inputs, blank)
+        alphas = chain_forward(chain.init, chain.emissions, chain.transition, chain.lengths, "max")
+        positions = chain_backtrack(alphas, chain.final, chain.transition, chain.lengths, temperature=0)[0]
+        labels = _mask_frames(chain.ext.gather(1, positions), chain.lengths)
+        feasible = chain_total(alphas, chain.final, "max") > float("-inf")
+    return labels.masked_fill(~feasible.unsqueeze(-1), -1)
+
+
+def ctc_sample_alignments(
+    log_probs, targets, input_lengths, target_lengths, blank: int = 0, num_samples: int = 1
+) -> torch.Tensor:
+    """Alignments drawn from the posterior ``p(z | y, x)`` by forward-filtering backward-sampling
+    (what ``infer_discrete(temperature=1)`` does on :func:`ctc_alignment_model`).
+
+    :returns: LongTensor (num_samples, N, T) of frame labels, ``-1`` past each input length and
+        on the rows of targets that no alignment can produce.
+    """
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    inputs = _check(log_probs, targets, input_lengths, target_lengths, blank)
+    with torch.no_grad():
+        chain = _alignment_chain(inputs, blank)
+        alphas = chain_forward(chain.init, chain.emissions, chain.transition, chain.lengths)
+        positions = chain_backtrack(alphas, chain.final, chain.transition, chain.lengths, 1, num_samples)
+        labels = _mask_frames(chain.ext.expand(num_samples, -1, -1).gather(2, positions), chain.lengths)
+        feasible = chain_total(alphas, chain.final) > float("-inf")
+    return labels.masked_fill(~feasible.unsqueeze(-1), -1)
+
+
+def ctc_posterior_marginals(log_probs, targets, input_lengths, target_lengths, blank: int = 0) -> torch.Tensor:
+    """Per-frame posterior over labels, ``p(z_t = c | y, x)``.
+
+    :returns: (T, N, C); each frame's row sums to 1 before the input length and is 0 after it
+        (all zeros for targets that no alignment can produce).
+    """
+    inputs = _check(log_probs, targets, input_lengths, target_lengths, blank)
+    chain = _alignment_chain(inputs, blank)
+    by_position = chain_marginals(chain.init, chain.emissions, chain.transition, chain.lengths, chain.final)
+    index = chain.ext.unsqueeze(0).expand_as(by_position)
+    return torch.zeros_like(inputs.log_probs).scatter_add_(2, index, by_position)
+
+
+def ctc_viterbi_log_likelihood(log_probs, targets, input_lengths, target_lengths, blank: int = 0) -> torch.Tensor:
+    """``log p(z* | x)`` for the Viterbi alignment ``z*`` of each target (held fixed): the
+    objective that Viterbi training (hard EM) maximizes, differentiable in ``log_probs``.
+
+    :returns: (N,) log-probabilities; ``-inf`` for targets no alignment can produce.
+    """
+    best = ctc_viterbi(log_probs, targets, input_lengths, target_lengths, blank)  # (N, T)
+    frames = best.t().unsqueeze(-1)  # (T, N, 1)
+    scores = log_probs.gather(2, frames.clamp(min=0)).squeeze(-1) * (frames.squeeze(-1) >= 0)
+    result = scores.sum(0)
+    return torch.where(best[:, 0] >= 0, result, torch.full_like(result, float("-inf")))
+
+
+def ctc_collapse(alignments: torch.Tensor, blank: int = 0) -> list[list[int]]:
+    """``B(z)``: merge repeated frame labels, then drop blanks and padding (negative entries).
+
+    :param alignments: (..., T) frame labels.
+    :returns: nested lists of labels, one list per alignment (row-major over the batch dims).
+    """
+    rows = alignments.reshape(-1, alignments.size(-1)).tolist()
+    out = []
+    for row in rows:
+        labels, prev = [], None
+        for z in row:
+            if z >= 0 and z != prev and z != blank:
+                labels.append(z)
+            prev = z if z >= 0 else prev
+        out.append(labels)
+    return out
+
+
+def ctc_greedy_decode(log_probs: torch.Tensor, input_lengths, blank: int = 0) -> list[list[int]]:
+    """Best-path decoding: collapse the per-frame argmax labels (frames past each length ignored).
+
+    :param log_probs: (T, N, C).
+    :returns: N lists of labels.
+    """
+    if not torch.is_tensor(log_probs) or log_probs.dim() != 3:
+        raise ValueError(f"log_probs must have shape (T, N, C), got {getattr(log_probs, 'shape', type(log_probs))}")
+    lengths = _as_lengths(input_lengths, "input_lengths", log_probs.size(1), log_probs.device)
+    return ctc_collapse(_mask_frames(log_probs.argmax(-1).t(), lengths), blank)
+
+
+def ctc_alignment_model(log_probs, targets, input_lengths, target_lengths, blank: int = 0) -> None:
+    """The alignment as a Pyro program: one enumerated position per frame under ``pyro.markov``.
+
+    Site ``s_t`` is the position (0..2S) of frame ``t`` in ``(blank, y_1, blank, ..., blank)``,
+    batched over ``pyro.plate("sequences", N, dim=-1)``. Its uniform prior is undone by factor
+    ``w_t``, which adds ``log p(z_t = ext[s_t] | x)`` and 0 / ``FLOOR`` for allowed / forbidden
+    moves (identity moves and no emission past the input length); factor ``final`` keeps paths
+    that end on one of the last two positions. With an empty guide, ``TraceEnum_ELBO``'s loss is
+    ``-sum_n log p(y_n | x_n)``, and ``infer_discrete`` gives Viterbi paths (``temperature=0``)
+    or posterior samples (``temperature=1``). Meant for checking the vectorized recursions on
+    small ``T``: it has ``T`` sample sites.
+    """
+    inputs = _check(log_probs, targets, input_lengths, target_lengths, blank)
+    chain = _alignment_chain(inputs, blank)
+    t_max, n, size = chain.emissions.shape
+    band = chain.transition.logits  # (N, L, 3): move s - d -> s
+    dense = torch.full((n, size, size), FLOOR, dtype=band.dtype, device=band.device)
+    for d in range(band.size(-1)):
+        idx = torch.arange(d, size, device=band.device)
+        dense[:, idx - d, idx] = band[:, d:, d]
+    uniform = torch.zeros(n, size, dtype=band.dtype, device=band.device)
+    with pyro.plate("sequences", n, dim=-1):
+        seq = torch.arange(n, device=band.device)
+        prev = None
+        for t in pyro.markov(range(t_max)):
+            s = pyro.sample(f"s_{t}", dist.Categorical(logits=uniform), infer={"enumerate": "parallel"})
+            active = t < chain.lengths
+            if prev is None:
+                move = Vindex(chain.init)[seq, s]
+            else:
+                same = torch.where(prev == s, 0.0, FLOOR)
+                move = torch.where(active, Vindex(dense)[seq, prev, s], same)
+            emit = torch.where(active, Vindex(chain.emissions[t])[seq, s], 0.0)
+            pyro.factor(f"w_{t}", move + emit + math.log(size))
+            if t == t_max - 1:
+                pyro.factor("final", Vindex(chain.final)[seq, s])
+            prev = s

@@ -1,0 +1,190 @@
+"""Exact inference on a Markov chain of discrete states, vectorized over a batch of sequences.
+
+A chain over ``K`` states and ``T`` frames is given by log weights: ``init`` (N, K) for the
+state at frame 0, ``emissions`` (T, N, K) for each frame's state, a transition operator for
+frame ``t - 1 -> t``, ``final`` (N, K) for the state at the last frame, and ``lengths`` (N,):
+frames at or past a sequence's length are identity transitions with no emission, so every
+sequence ends at its own length. The weight of a path is the sum of its log weights and
+
+* :func:`chain_forward` with ``semiring="log"`` gives the forward messages whose
+  :func:`chain_total` is ``log sum_paths exp(weight)``, exactly what ``TraceEnum_ELBO``
+  computes for the same chain written with one enumerated site per frame under ``pyro.markov``;
+* with ``semiring="max"`` it gives Viterbi messages and :func:`chain_backtrack` at
+  ``temperature=0`` the best path (``infer_discrete(temperature=0)``);
+* :func:`chain_backtrack` at ``temperature=1`` draws paths from the posterior by
+  forward-filtering backward-sampling (``infer_discrete(temperature=1)``);
+* :func:`chain_marginals` gives ``p(z_t = k)`` as the gradient of the log total with respect
+  to the emissions.
+
+Two transition operators: :class:`DenseTransition` (an HMM's full ``K x K`` matrix) and
+:class:`BandedTransition` (moves ``s - d -> s`` for a few offsets ``d``, as in CTC's
+left-to-right alignment chain), which costs ``O(N K D)`` per frame instead of ``O(N K^2)``.
+
+The recursion is a loop over frames of batched tensor operations. Unreachable states carry
+the finite floor :data:`FLOOR` instead of ``-inf`` so that gradients stay finite; totals at or
+below ``FLOOR / 2`` are reported as ``-inf`` by :func:`chain_total`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "FLOOR",
+    "BandedTransition",
+    "DenseTransition",
+    "chain_backtrack",
+    "chain_forward",
+    "chain_marginals",
+    "chain_total",
+]
+
+#: log weight standing in for ``-inf`` (``exp(FLOOR - x) == 0`` for every finite ``x``).
+FLOOR = -1e30
+
+
+def _reduce(terms: torch.Tensor, dim: int, semiring: str) -> torch.Tensor:
+    return terms.logsumexp(dim) if semiring == "log" else terms.amax(dim)
+
+
+class DenseTransition:
+    """A full transition matrix per frame.
+
+    :param logits: log weights of shape (N or 1, T or 1, K, K); ``logits[n, t, i, j]`` weighs the
+        move from state ``i`` at frame ``t - 1`` to state ``j`` at frame ``t`` (``t = 0`` unused).
+    """
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        if logits.dim() != 4 or logits.size(-1) != logits.size(-2):
+            raise ValueError(f"transition logits must have shape (N, T, K, K), got {tuple(logits.shape)}")
+        self.logits = logits.clamp(min=FLOOR)
+
+    def _at(self, t: int) -> torch.Tensor:
+        return self.logits[:, t if self.logits.size(1) > 1 else 0]
+
+    def step(self, alpha: torch.Tensor, t: int, semiring: str) -> torch.Tensor:
+        """Message into frame ``t``: reduce over ``i`` of ``alpha[n, i] + logits[n, t, i, j]``; (N, K)."""
+        return _reduce(alpha.unsqueeze(-1) + self._at(t), -2, semiring)
+
+    def into(self, alpha: torch.Tensor, t: int, state: torch.Tensor) -> torch.Tensor:
+        """Scores ``alpha[n, i] + logits[n, t, i, state[s, n]]`` of the states at frame ``t - 1``
+        given ``state`` (S, N) at frame ``t``; shape (S, N, K)."""
+        cols = self._at(t).transpose(-1, -2)  # (N, to, from)
+        cols = cols.expand(*state.shape, *cols.shape[-2:])
+        index = state[..., None, None].expand(*state.shape, 1, cols.size(-1))
+        return alpha + cols.gather(-2, index).squeeze(-2)
+
+
+class BandedTransition:
+    """Moves from state ``s - d`` to state ``s`` for ``d = 0, ..., D - 1``, the same at every frame.
+
+    :param logits: log weights of shape (N, K, D); ``logits[n, s, d]`` weighs the move
+        ``s - d -> s`` (``-inf`` or :data:`FLOOR` forbids it; moves from ``s - d < 0`` never happen).
+    """
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        if logits.dim() != 3:
+            raise ValueError(f"banded transition logits must have shape (N, K, D), got {tuple(logits.shape)}")
+        self.logits = logits.clamp(min=FLOOR)
+        self.width = logits.size(-1)
+
+    def step(self, alpha: torch.Tensor, t: int, semiring: str) -> torch.Tensor:
+        """Message into frame ``t``: reduce over ``d`` of ``alpha[n, s - d] + logits[n, s, d]``; (N, K)."""
+        k = alpha.size(-1)
+        shifted = [alpha] + [F.pad(alpha[..., : k - d], (d, 0), value=FLOOR) for d in range(1, self.width)]
+        return _reduce(torch.stack(shifted, -1) + self.logits, -1, semiring)
+
+    def into(self, alpha: torch.Tensor, t: int, state: torch.Tensor) -> torch.Tensor:
+        """Scores of the states at frame ``t - 1`` given ``state`` (S, N) at frame ``t``; (S, N, K)."""
+        k = alpha.size(-1)
+        weights = self.logits.expand(state.shape[0], *self.logits.shape)
+        weights = weights.gather(-2, state[..., None, None].expand(*state.shape, 1, self.width)).squeeze(-2)
+        offset = state.unsqueeze(-1) - torch.arange(k, device=state.device)  # d = s_t - i
+        allowed = (offset >= 0) & (offset < self.width)
+        move = weights.gather(-1, offset.clamp(0, self.width - 1))
+        return torch.where(allowed, alpha + move, torch.full_like(move, FLOOR))
+
+
+def chain_forward(
+    init: torch.Tensor,
+    emissions: torch.Tensor,
+    transition: DenseTransition | BandedTransition,
+    lengths: torch.Tensor,
+    semiring: str = "log",
+) -> torch.Tensor:
+    """Forward messages ``alpha[t, n, k]``: the log total (or max) weight of paths ending in ``k`` at ``t``.
+
+    :param init: (N, K) log weights of the state at frame 0.
+    :param emissions: (T, N, K) log weights of each frame's state.
+    :param transition: a :class:`DenseTransition` or :class:`BandedTransition`.
+    :param lengths: (N,) sequence lengths in ``1..T``; messages stay constant past them.
+    :param semiring: ``"log"`` (sum over paths) or ``"max"`` (best path).
+    :returns: (T, N, K); ``alpha[T - 1]`` is each sequence's message at its own last frame.
+    """
+    if semiring not in ("log", "max"):
+        raise ValueError(f"semiring must be 'log' or 'max', got {semiring!r}")
+    alpha = (init + emissions[0]).clamp(min=FLOOR)
+    alphas = [alpha]
+    ragged = bool((lengths < emissions.size(0)).any())
+    for t in range(1, emissions.size(0)):
+        new = (transition.step(alpha, t, semiring) + emissions[t]).clamp(min=FLOOR)
+        alpha = torch.where((lengths > t).unsqueeze(-1), new, alpha) if ragged else new
+        alphas.append(alpha)
+    return torch.stack(alphas)
+
+
+def chain_total(alphas: torch.Tensor, final: torch.Tensor, semiring: str = "log") -> torch.Tensor:
+    """Log total (or best) weight per sequence, (N,), from :func:`chain_forward`'s messages and the
+    (N, K) ``final`` log weights; ``-inf`` where no path has positive weight."""
+    total = _reduce(alphas[-1] + final.clamp(min=FLOOR), -1, semiring)
+    return total.masked_fill(total <= FLOOR / 2, float("-inf"))
+
+
+def chain_backtrack(
+    alphas: torch.Tensor,
+    final: torch.Tensor,
+    transition: DenseTransition | BandedTransition,
+    lengths: torch.Tensor,
+    temperature: int = 1,
+    num_samples: int = 1,
+) -> torch.Tensor:
+    """Paths drawn backwards from forward messages: samples from the posterior over paths
+    (``temperature=1``, log-semiring messages) or the best path (``temperature=0``,
+    max-semiring messages), as ``infer_discrete`` does.
+
+    :returns: (num_samples, N, T) states; frames at or past a sequence's length repeat its
+        last state (callers mask them).
+    """
+    if temperature not in (0, 1):
+        raise ValueError(f"temperature must be 0 (best path) or 1 (posterior sample), got {temperature!r}")
+
+    def choose(scores: torch.Tensor) -> torch.Tensor:
+        if temperature == 0:
+            return scores.argmax(-1)
+        return torch.distributions.Categorical(logits=scores).sample()
+
+    scores = (alphas[-1] + final.clamp(min=FLOOR)).expand(num_samples, *alphas.shape[1:])
+    state = choose(scores)  # (S, N)
+    path = [state]
+    for t in range(alphas.size(0) - 2, -1, -1):
+        new = choose(transition.into(alphas[t], t + 1, state))
+        state = torch.where(lengths > t + 1, new, state)
+        path.append(state)
+    return torch.stack(path[::-1], -1)
+
+
+def chain_marginals(
+    init: torch.Tensor,
+    emissions: torch.Tensor,
+    transition: DenseTransition | BandedTransition,
+    lengths: torch.Tensor,
+    final: torch.Tensor,
+) -> torch.Tensor:
+    """Posterior marginals ``p(z_t = k)``, (T, N, K), as the gradient of the log total with respect
+    to the emissions (zero past each length; NaN-free zero rows for sequences with no path)."""
+    with torch.enable_grad():
+        emissions = emissions.detach().requires_grad_()
+        total = chain_total(chain_forward(init.detach(), emissions, transition, lengths), final.detach())
+        (grad,) = torch.autograd.grad(total.masked_fill(total == float("-inf"), 0.0).sum(), emissions)
+    return grad

@@ -1,0 +1,231 @@
+"""CTC alignment: torch's ctc_loss, brute-force enumeration of alignments and Pyro's TraceEnum_ELBO /
+infer_discrete on the literal program are the references."""
+
+import itertools
+import math
+
+import pyro
+import pytest
+import torch
+import torch.nn.functional as F
+from pyro.infer import TraceEnum_ELBO, infer_discrete
+
+from pyro_lvm.models.ctc import (
+    ctc_alignment_model,
+    ctc_collapse,
+    ctc_greedy_decode,
+    ctc_log_likelihood,
+    ctc_posterior_marginals,
+    ctc_sample_alignments,
+    ctc_viterbi,
+    ctc_viterbi_log_likelihood,
+)
+
+METHODS = ["native", "enum"]
+
+
+def random_case(seed, t=20, n=6, c=5, s=6, feasible=True):
+    """Random float64 logits with repeated labels, ragged input/target lengths and an empty target."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(t, n, c, generator=g, dtype=torch.float64)
+    targets = torch.randint(1, c, (n, s), generator=g)
+    targets[0, 1] = targets[0, 0]  # a repeat needs a blank between
+    targets[1, 2:4] = targets[1, 1]
+    target_lengths = torch.randint(1, s + 1, (n,), generator=g)
+    target_lengths[0], target_lengths[-1] = s, 0
+    input_lengths = torch.randint(t // 2, t + 1, (n,), generator=g)
+    input_lengths[0] = t
+    if feasible:
+        input_lengths = torch.maximum(input_lengths, 2 * target_lengths + 1)
+    return logits, targets, input_lengths, target_lengths
+
+
+def torch_ll(log_probs, targets, input_lengths, target_lengths, zero_infinity=False):
+    return -F.ctc_loss(log_probs, targets, input_lengths, target_lengths, reduction="none", zero_infinity=zero_infinity)
+
+
+def all_alignments(t, c):
+    return torch.tensor(list(itertools.product(range(c), repeat=t)))
+
+
+def brute_force(log_probs, target, blank=0):
+    """Every alignment of one sequence (log_probs (T, C)) that collapses to ``target``, with log p(z | x)."""
+    z = all_alignments(*log_probs.shape)
+    keep = torch.tensor([row == list(target) for row in ctc_collapse(z, blank)])
+    z = z[keep]
+    return z, log_probs.gather(1, z.t()).sum(0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_matches_torch_ctc_loss(method, seed):
+    logits, targets, il, tl = random_case(seed)
+    logits.requires_grad_()
+    ref = torch_ll(logits.log_softmax(-1), targets, il, tl)
+    (ref_grad,) = torch.autograd.grad(ref.sum(), logits)
+    ours = ctc_log_likelihood(logits.log_softmax(-1), targets, il, tl, method=method)
+    (grad,) = torch.autograd.grad(ours.sum(), logits)
+    assert torch.isfinite(ref).all()
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-10)
+    torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-10)
+
+
+def test_gradient_wrt_log_probs_is_the_posterior():
+    logits, targets, il, tl = random_case(2)
+    log_probs = logits.log_softmax(-1).requires_grad_()
+    grads = [torch.autograd.grad(ctc_log_likelihood(log_probs, targets, il, tl, method=m).sum(), log_probs)[0] for m in METHODS]
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-10)
+    torch.testing.assert_close(grads[1], ctc_posterior_marginals(log_probs, targets, il, tl), rtol=0, atol=1e-12)
+    # torch's kernel reports exp(log_probs) - posterior on frames inside the input
+    (kernel,) = torch.autograd.grad(torch_ll(log_probs, targets, il, tl).sum(), log_probs)
+    inside = (torch.arange(logits.size(0)).unsqueeze(-1) < il).unsqueeze(-1)
+    torch.testing.assert_close(kernel + log_probs.exp() * inside, grads[1], rtol=0, atol=1e-10)
+    # finite differences of the function itself
+    small = [x[:6, :2] for x in (log_probs.detach(),)][0].clone().requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda lp: ctc_log_likelihood(lp, targets[:2, :2], [6, 5], [2, 1], method="enum"), (small,)
+    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_infeasible_pairs(method):
+    logits, targets, il, tl = random_case(3, t=8, n=4, s=4, feasible=False)
+    targets[0] = torch.tensor([1, 1, 1, 1])
+    il[0], tl[0] = 6, 4  # needs 4 labels + 3 blanks = 7 frames
+    log_probs = logits.log_softmax(-1)
+    ref = torch_ll(log_probs, targets, il, tl)
+    ours = ctc_log_likelihood(log_probs, targets, il, tl, method=method)
+    assert ours[0] == float("-inf")
+    assert torch.equal(torch.isinf(ours), torch.isinf(ref))
+    torch.testing.assert_close(ours[~torch.isinf(ref)], ref[~torch.isinf(ref)], rtol=0, atol=1e-10)
+    logits.requires_grad_()
+    ref = torch_ll(logits.log_softmax(-1), targets, il, tl, zero_infinity=True)
+    ours = ctc_log_likelihood(logits.log_softmax(-1), targets, il, tl, method=method, zero_infinity=True)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-10)
+    (ref_grad,) = torch.autograd.grad(ref.sum(), logits)
+    (grad,) = torch.autograd.grad(ours.sum(), logits)
+    torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-10)
+    assert (grad[:, 0] == 0).all()
+
+
+def test_float32_matches_torch():
+    logits, targets, il, tl = random_case(4, t=60, n=8, c=12, s=10)
+    log_probs = logits.float().log_softmax(-1)
+    ref = torch_ll(log_probs, targets, il, tl)
+    torch.testing.assert_close(ctc_log_likelihood(log_probs, targets, il, tl, method="enum"), ref, rtol=1e-5, atol=1e-4)
+
+
+def test_enumerated_program_equals_vectorized_chain():
+    logits, targets, il, tl = random_case(5, t=7, n=4, c=4, s=3)
+    logits.requires_grad_()
+    elbo = TraceEnum_ELBO(max_plate_nesting=1)
+    loss = elbo.differentiable_loss(ctc_alignment_model, lambda *a, **k: None, logits.log_softmax(-1), targets, il, tl)
+    (grad,) = torch.autograd.grad(loss, logits)
+    ours = ctc_log_likelihood(logits.log_softmax(-1), targets, il, tl, method="enum")
+    (ours_grad,) = torch.autograd.grad(-ours.sum(), logits)
+    torch.testing.assert_close(loss, -ours.sum(), rtol=0, atol=1e-10)
+    torch.testing.assert_close(grad, ours_grad, rtol=0, atol=1e-10)
+
+
+def _program_labels(trace, targets, target_lengths, t):
+    """Frame labels from the positions ``s_t`` of an ``infer_discrete`` trace."""
+    positions = torch.stack([trace.nodes[f"s_{i}"]["value"] for i in range(t)], -1)  # (N, T)
+    ext = torch.zeros(targets.size(0), 2 * targets.size(1) + 1, dtype=torch.long)
+    ext[:, 1::2] = targets * (torch.arange(targets.size(1)) < target_lengths.unsqueeze(-1))
+    return ext.gather(1, positions)
+
+
+def test_viterbi_against_brute_force_and_infer_discrete():
+    t, c = 7, 3
+    logits, targets, il, tl = random_case(6, t=t, n=5, c=c, s=3)
+    log_probs = logits.log_softmax(-1)
+    best = ctc_viterbi(log_probs, targets, il, tl)
+    best_ll = ctc_viterbi_log_likelihood(log_probs, targets, il, tl)
+    for i in range(targets.size(0)):
+        target = targets[i, : tl[i]].tolist()
+        z, scores = brute_force(log_probs[: il[i], i], target)
+        assert torch.equal(best[i, : il[i]], z[scores.argmax()])
+        assert (best[i, il[i] :] == -1).all()
+        assert ctc_collapse(best[i]) == [target]
+        torch.testing.assert_close(best_ll[i], scores.max(), rtol=0, atol=1e-12)
+    trace = pyro.poutine.trace(infer_discrete(ctc_alignment_model, first_available_dim=-2, temperature=0)).get_trace(
+        log_probs, targets, il, tl
+    )
+    program = _program_labels(trace, targets, tl, t)
+    inside = torch.arange(t) < il.unsqueeze(-1)
+    assert torch.equal(program[inside], best[inside])
+
+
+def test_posterior_samples_match_exact_path_probabilities():
+    t, c = 6, 3
+    log_probs = torch.randn(t, 1, c, dtype=torch.float64).log_softmax(-1)
+    targets, il, tl = torch.tensor([[1, 1]]), torch.tensor([t]), torch.tensor([2])
+    z, scores = brute_force(log_probs[:, 0], [1, 1])
+    exact = (scores - scores.logsumexp(0)).exp()
+    num = 20000
+    samples = ctc_sample_alignments(log_probs, targets, il, tl, num_samples=num)[:, 0]  # (num, T)
+    assert all(row == [1, 1] for row in ctc_collapse(samples))
+    codes = (samples * c ** torch.arange(t - 1, -1, -1)).sum(-1)
+    freq = torch.bincount(codes, minlength=c**t).double()[(z * c ** torch.arange(t - 1, -1, -1)).sum(-1)] / num
+    assert freq.sum() == 1
+    assert ((freq - exact).abs() <= 4 * (exact * (1 - exact) / num).sqrt() + 1e-3).all()
+    # infer_discrete(temperature=1) on the program, one draw per copy of the sequence in the plate
+    copies = 4000
+    trace = pyro.poutine.trace(infer_discrete(ctc_alignment_model, first_available_dim=-2, temperature=1)).get_trace(
+        log_probs.expand(t, copies, c), targets.expand(copies, 2), il.expand(copies), tl.expand(copies)
+    )
+    drawn = _program_labels(trace, targets.expand(copies, 2), tl.expand(copies), t)
+    assert all(row == [1, 1] for row in ctc_collapse(drawn))
+    codes = (drawn * c ** torch.arange(t - 1, -1, -1)).sum(-1)
+    freq = torch.bincount(codes, minlength=c**t).double()[(z * c ** torch.arange(t - 1, -1, -1)).sum(-1)] / copies
+    assert ((freq - exact).abs() <= 4 * (exact * (1 - exact) / copies).sqrt() + 1e-3).all()
+
+
+def test_posterior_marginals_against_brute_force():
+    t, c = 6, 3
+    logits, targets, il, tl = random_case(7, t=t, n=3, c=c, s=2)
+    log_probs = logits.log_softmax(-1)
+    marginals = ctc_posterior_marginals(log_probs, targets, il, tl)
+    for i in range(3):
+        z, scores = brute_force(log_probs[: il[i], i], targets[i, : tl[i]].tolist())
+        weights = (scores - scores.logsumexp(0)).exp()
+        exact = torch.zeros(il[i], c, dtype=torch.float64).index_put_(
+            (torch.arange(il[i]).expand_as(z), z), weights.unsqueeze(-1).expand_as(z), accumulate=True
+        )
+        torch.testing.assert_close(marginals[: il[i], i], exact, rtol=0, atol=1e-12)
+        assert (marginals[il[i] :, i] == 0).all()
+
+
+def test_greedy_decode_and_collapse():
+    z = torch.tensor([[0, 1, 1, 0, 1, 2, 2, 0, -1], [3, 3, 3, 0, 0, 3, -1, -1, -1]])
+    assert ctc_collapse(z) == [[1, 1, 2], [3, 3]]
+    log_probs = F.one_hot(z.clamp(min=0).t(), 4).double().clamp(min=1e-6).log().log_softmax(-1)
+    assert ctc_greedy_decode(log_probs, torch.tensor([9, 4])) == [[1, 1, 2], [3]]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda a: a.update(targets=torch.tensor([[1, 0], [2, 1]])), r"targets\[0, 1\] = 0 is the blank"),
+        (lambda a: a.update(targets=torch.tensor([[1, 2], [5, 1]])), r"targets\[1, 0\] = 5 is outside the classes"),
+        (lambda a: a.update(target_lengths=torch.tensor([2, 3])), r"target_lengths\[1\] = 3 is out of range"),
+        (lambda a: a.update(input_lengths=torch.tensor([9, 4])), r"input_lengths\[0\] = 9 is out of range"),
+        (lambda a: a.update(input_lengths=torch.tensor([0, 4])), r"input_lengths\[0\] = 0 is out of range"),
+        (lambda a: a.update(log_probs=torch.zeros(4, 5)), r"log_probs must be a floating tensor of shape \(T, N, C\)"),
+        (lambda a: a.update(input_lengths=torch.tensor([4.0, 4.0])), "input_lengths must hold integers"),
+    ],
+)
+@pytest.mark.parametrize("fn", [ctc_log_likelihood, ctc_viterbi, ctc_posterior_marginals])
+def test_bad_input(fn, change, message):
+    args = dict(log_probs=torch.randn(4, 2, 5).log_softmax(-1), targets=torch.tensor([[1, 2], [3, 0]]),
+                input_lengths=torch.tensor([4, 3]), target_lengths=torch.tensor([2, 1]))
+    change(args)
+    with pytest.raises(ValueError, match=message):
+        fn(**args)
+
+
+def test_unnormalized_log_probs_warn():
+    log_probs = torch.randn(4, 2, 5).log_softmax(-1)
+    log_probs[2, 1] += 1.0
+    with pytest.warns(RuntimeWarning, match="sequence 1, frame 2"):
+        ctc_log_likelihood(log_probs, torch.tensor([[1, 2], [3, 0]]), [4, 4], [2, 1], method="enum")
