@@ -11,9 +11,12 @@ from pyro_lvm.models.ctc import (
     ctc_viterbi_log_likelihood,
 )
 from pyro_lvm.models.dlgm import DeepLatentGaussian
+from pyro_lvm.models.hmm import hmm_log_likelihood, hmm_posterior_marginals, hmm_sample_states, hmm_viterbi
+from pyro_lvm.models.gmm import GaussianMixture
 
 __all__ = [
     "DeepLatentGaussian",
+    "GaussianMixture",
     "ctc_alignment_model",
     "ctc_collapse",
     "ctc_greedy_decode",
@@ -22,4 +25,8 @@ __all__ = [
     "ctc_sample_alignments",
     "ctc_viterbi",
     "ctc_viterbi_log_likelihood",
+    "hmm_log_likelihood",
+    "hmm_posterior_marginals",
+    "hmm_sample_states",
+    "hmm_viterbi",
 ]
