@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from pyro.infer import TraceEnum_ELBO, infer_discrete
 
+from pyro_lvm.distributions import CTC
 from pyro_lvm.models.ctc import (
     ctc_alignment_model,
     ctc_collapse,
@@ -229,3 +230,49 @@ def test_unnormalized_log_probs_warn():
     log_probs[2, 1] += 1.0
     with pytest.warns(RuntimeWarning, match="sequence 1, frame 2"):
         ctc_log_likelihood(log_probs, torch.tensor([[1, 2], [3, 0]]), [4, 4], [2, 1], method="enum")
+
+
+def test_ctc_distribution_in_a_pyro_model():
+    logits, targets, il, tl = random_case(8)
+    log_probs = logits.log_softmax(-1)
+
+    def model(method):
+        with pyro.plate("strings", targets.size(0), dim=-1):
+            pyro.sample("y", CTC(log_probs, il, tl, method=method), obs=targets)
+
+    ref = torch_ll(log_probs, targets, il, tl).sum()
+    for method in METHODS:
+        trace = pyro.poutine.trace(model).get_trace(method)
+        torch.testing.assert_close(trace.log_prob_sum(), ref, rtol=0, atol=1e-10)
+    padded = torch.where(torch.arange(targets.size(1)) < tl.unsqueeze(-1), targets, -1)
+    torch.testing.assert_close(CTC(log_probs, il).log_prob(padded).sum(), ref, rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="value row 0 has -1 padding before a label"):
+        CTC(log_probs, il).log_prob(torch.tensor([[-1, 1]]).expand(targets.size(0), 2))
+
+
+def test_ctc_distribution_is_normalized_and_samples_match():
+    t, c = 4, 3
+    log_probs = torch.randn(t, 1, c, dtype=torch.float64).log_softmax(-1)
+    strings = [list(s) for k in range(t + 1) for s in itertools.product(range(1, c), repeat=k)]
+    values = torch.tensor([s + [-1] * (t - len(s)) for s in strings])
+    log_p = CTC(log_probs.expand(t, len(strings), c), method="enum").log_prob(values)
+    torch.testing.assert_close(log_p.logsumexp(0), torch.zeros((), dtype=torch.float64), rtol=0, atol=1e-12)
+    num = 20000
+    drawn = CTC(log_probs).sample((num,))[:, 0]  # (num, T)
+    index = {tuple(s): i for i, s in enumerate(strings)}
+    counts = torch.bincount(torch.tensor([index[tuple(x for x in r if x >= 0)] for r in drawn.tolist()]), minlength=len(strings))
+    p = log_p.exp()
+    assert ((counts / num - p).abs() <= 4 * (p * (1 - p) / num).sqrt() + 1e-3).all()
+
+
+def test_hard_em_on_the_program_is_viterbi_training():
+    hard_em = pytest.importorskip("pyro_lvm.infer.hard_em")
+    logits, targets, il, tl = random_case(9, t=7, n=3, c=4, s=3)
+    logits.requires_grad_()
+    loss = hard_em.HardEM(max_plate_nesting=1).differentiable_loss(
+        ctc_alignment_model, lambda *a, **k: None, logits.log_softmax(-1), targets, il, tl
+    )
+    ours = -ctc_viterbi_log_likelihood(logits.log_softmax(-1), targets, il, tl).sum()
+    torch.testing.assert_close(loss, ours, rtol=0, atol=1e-10)
+    grads = [torch.autograd.grad(x, logits)[0] for x in (loss, ours)]
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-10)

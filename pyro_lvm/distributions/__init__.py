@@ -1,3 +1,5 @@
 """Distributions pyro_lvm adds to ``pyro.distributions``."""
 
-__all__: list[str] = []
+from pyro_lvm.distributions.ctc import CTC
+
+__all__ = ["CTC"]
