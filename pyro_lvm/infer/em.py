@@ -1,0 +1,289 @@
+"""Closed-form EM and hard EM for Gaussian mixtures, batched over restarts.
+
+Every function takes a leading restart dim ``R``: ``weights (R, K)``, ``means (R, K, D)`` and
+covariances ``(R, K, D, D)`` ("full"), ``(R, K, D)`` ("diag"), ``(R, K)`` ("spherical") or
+``None`` ("identity": every covariance is ``I``). ``n_init`` restarts therefore run as one
+tensor program, and on whatever device the tensors live.
+
+The E-step computes ``log pi_k + log N(x_n | mu_k, Sigma_k)`` from Cholesky factors of the
+precisions (as scikit-learn does); soft EM turns it into responsibilities, hard EM into
+one-hot argmax assignments. The M-step is weighted means and centred weighted covariances
+plus ``reg_covar`` on the diagonal. Convergence follows scikit-learn's ``GaussianMixture``:
+a restart stops when the mean lower bound (the mean log-likelihood per sample under the
+parameters *before* the M-step of that iteration; for hard EM the mean of
+``log p(x_n, z_n*)``) changes by less than ``tol``; hard EM also stops when no assignment changes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = [
+    "COVARIANCE_TYPES",
+    "MixtureEMResult",
+    "covariances_from_precisions",
+    "e_step",
+    "fit_mixture_em",
+    "kmeans_plusplus",
+    "log_joint",
+    "m_step",
+    "precision_cholesky",
+]
+
+COVARIANCE_TYPES = ("full", "diag", "spherical", "identity")
+
+# Rows of X per chunk are chosen so that one (R, K, rows, D) temporary stays below this many elements.
+_CHUNK_ELEMENTS = 1 << 24
+
+
+def precision_cholesky(covariances: torch.Tensor | None, covariance_type: str) -> torch.Tensor | None:
+    """Cholesky factors ``P`` of the precisions, ``Sigma^-1 = P P^T`` (scikit-learn's ``precisions_cholesky_``).
+
+    :param covariances: ``(..., K, D, D)``, ``(..., K, D)``, ``(..., K)`` or ``None`` by covariance type.
+    :returns: ``(..., K, D, D)`` upper-triangular for "full", ``1 / sqrt(covariances)`` for "diag"
+        and "spherical", ``None`` for "identity".
+    :raises ValueError: when a covariance is not positive definite (raise ``reg_covar``).
+    """
+    if covariance_type == "identity":
+        return None
+    if covariance_type == "full":
+        chol, info = torch.linalg.cholesky_ex(covariances)
+        if bool((info != 0).any()):
+            raise ValueError(
+                "a component's covariance is not positive definite (collapsed onto fewer points than "
+                "dimensions or badly scaled data); increase reg_covar or scale the data"
+            )
+        eye = torch.eye(covariances.shape[-1], dtype=covariances.dtype, device=covariances.device)
+        return torch.linalg.solve_triangular(chol, eye.expand_as(chol), upper=False).mT
+    if bool((covariances <= 0).any()):
+        raise ValueError("a component's variance is zero or negative; increase reg_covar or scale the data")
+    return covariances.rsqrt()
+
+
+def covariances_from_precisions(precisions: torch.Tensor, covariance_type: str) -> torch.Tensor:
+    """Invert scikit-learn-style ``precisions_init`` (matrices, diagonals or scalars per component)."""
+    if covariance_type == "full":
+        return torch.cholesky_inverse(torch.linalg.cholesky(precisions))
+    return precisions.reciprocal()
+
+
+def _row_chunks(n: int, per_row: int):
+    step = max(1, _CHUNK_ELEMENTS // max(per_row, 1))
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def log_joint(
+    X: torch.Tensor,
+    weights: torch.Tensor,
+    means: torch.Tensor,
+    prec_chol: torch.Tensor | None,
+    covariance_type: str,
+) -> torch.Tensor:
+    """``log pi_k + log N(x_n | mu_k, Sigma_k)`` for every restart, sample and component.
+
+    :param X: data ``(N, D)``.
+    :param weights: ``(R, K)``; ``means``: ``(R, K, D)``; ``prec_chol`` from :func:`precision_cholesky`.
+    :returns: ``(R, N, K)``.
+    """
+    N, D = X.shape
+    R, K = weights.shape
+    const = -0.5 * D * math.log(2 * math.pi)
+    if covariance_type == "full":
+        log_det = prec_chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (R, K)
+        mu_p = (means.unsqueeze(-2) @ prec_chol).squeeze(-2)  # (R, K, D)
+        maha = torch.empty(R, K, N, dtype=X.dtype, device=X.device)
+        for rows in _row_chunks(N, R * K * D):
+            y = X[rows] @ prec_chol - mu_p.unsqueeze(-2)  # (R, K, n, D)
+            maha[:, :, rows] = y.square().sum(-1)
+        maha = maha.mT
+    else:
+        if covariance_type == "identity":
+            prec = torch.ones_like(means)
+            log_det = torch.zeros_like(weights)
+        elif covariance_type == "diag":
+            prec = prec_chol.square()  # (R, K, D)
+            log_det = prec_chol.log().sum(-1)
+        else:  # spherical
+            prec = prec_chol.square().unsqueeze(-1).expand_as(means)
+            log_det = D * prec_chol.log()
+        # sum_d prec_kd (x_nd - mu_kd)^2 expanded into matrix products, as scikit-learn does
+        maha = (
+            (means.square() * prec).sum(-1).unsqueeze(-2)
+            - 2.0 * X @ (means * prec).mT
+            + X.square() @ prec.mT
+        )  # (R, N, K)
+    return const + log_det.unsqueeze(-2) - 0.5 * maha + weights.log().unsqueeze(-2)
+
+
+def e_step(log_joint_values: torch.Tensor, hard: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Responsibilities and the mean lower bound from :func:`log_joint`.
+
+    :param log_joint_values: ``(R, N, K)``.
+    :param hard: one-hot argmax responsibilities (hard EM) instead of the posterior.
+    :returns: ``resp (R, N, K)`` and ``lower_bound (R,)``: the mean over samples of
+        ``log p(x_n)`` (soft) or ``max_k log p(x_n, z_n = k)`` (hard).
+    """
+    if hard:
+        best, labels = log_joint_values.max(-1)
+        resp = torch.nn.functional.one_hot(labels, log_joint_values.shape[-1]).to(log_joint_values.dtype)
+        return resp, best.mean(-1)
+    log_norm = log_joint_values.logsumexp(-1, keepdim=True)
+    return (log_joint_values - log_norm).exp(), log_norm.squeeze(-1).mean(-1)
+
+
+def m_step(
+    X: torch.Tensor,
+    resp: torch.Tensor,
+    covariance_type: str,
+    reg_covar: float,
+    learn_weights: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Weighted means and centred weighted covariances (plus ``reg_covar``) from responsibilities.
+
+    :param X: ``(N, D)``; ``resp``: ``(R, N, K)``.
+    :returns: ``weights (R, K)`` (uniform when ``learn_weights`` is False), ``means (R, K, D)``,
+        covariances by type and the soft counts ``nk (R, K)`` (before scikit-learn's ``10 * eps``).
+    """
+    N, D = X.shape
+    R, _, K = resp.shape
+    counts = resp.sum(-2)  # (R, K)
+    nk = counts + 10 * torch.finfo(X.dtype).eps
+    means = (resp.mT @ X) / nk.unsqueeze(-1)  # (R, K, D)
+    if learn_weights:
+        weights = nk / N
+    else:
+        weights = torch.full_like(nk, 1.0 / K)
+    if covariance_type == "identity":
+        covariances = None
+    elif covariance_type == "full":
+        covariances = torch.zeros(R, K, D, D, dtype=X.dtype, device=X.device)
+        for rows in _row_chunks(N, R * K * D):
+            diff = X[rows] - means.unsqueeze(-2)  # (R, K, n, D)
+            covariances += (resp[:, rows].mT.unsqueeze(-1) * diff).mT @ diff
+        covariances = covariances / nk[..., None, None]
+        covariances.diagonal(dim1=-2, dim2=-1).add_(reg_covar)
+    else:
+        avg_x2 = (resp.mT @ X.square()) / nk.unsqueeze(-1)
+        avg_x_means = means * (resp.mT @ X) / nk.unsqueeze(-1)
+        covariances = avg_x2 - 2.0 * avg_x_means + means.square() + reg_covar  # (R, K, D)
+        if covariance_type == "spherical":
+            covariances = covariances.mean(-1)
+    return weights, means, covariances, counts
+
+
+@dataclass
+class MixtureEMResult:
+    """The outcome of :func:`fit_mixture_em` for every restart.
+
+    :ivar weights: ``(R, K)``; ``means``: ``(R, K, D)``; ``covariances`` by type (``None`` for identity).
+    :ivar lower_bound: ``(R,)`` the last lower bound of each restart (scikit-learn's ``lower_bound_``).
+    :ivar lower_bounds: ``(R, T)`` the lower bound at every iteration (NaN after a restart stopped).
+    :ivar n_iter: ``(R,)`` iterations run; ``converged``: ``(R,)`` bool.
+    """
+
+    weights: torch.Tensor
+    means: torch.Tensor
+    covariances: torch.Tensor | None
+    lower_bound: torch.Tensor
+    lower_bounds: torch.Tensor
+    n_iter: torch.Tensor
+    converged: torch.Tensor
+
+
+def _select(mask: torch.Tensor, new: torch.Tensor | None, old: torch.Tensor | None) -> torch.Tensor | None:
+    if new is None:
+        return None
+    return torch.where(mask.reshape(mask.shape + (1,) * (new.dim() - mask.dim())), new, old)
+
+
+def fit_mixture_em(
+    X: torch.Tensor,
+    weights: torch.Tensor,
+    means: torch.Tensor,
+    covariances: torch.Tensor | None,
+    covariance_type: str,
+    *,
+    hard: bool = False,
+    reg_covar: float = 1e-6,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+    learn_weights: bool = True,
+) -> MixtureEMResult:
+    """Run EM (or hard EM) from initial parameters, all restarts at once.
+
+    Each iteration: E-step under the current parameters (its mean lower bound is recorded),
+    then the M-step. A restart stops when its lower bound changed by less than ``tol`` since
+    the previous iteration (and, for hard EM, when no assignment changed); stopped restarts
+    keep their parameters while the others go on.
+
+    In hard EM a component that receives no sample keeps its previous mean and covariance
+    (and gets weight 0 when weights are learnt), as in Lloyd's algorithm without relocation.
+
+    :param X: ``(N, D)``; initial ``weights (R, K)``, ``means (R, K, D)``, covariances by type.
+    """
+    R = weights.shape[0]
+    prec_chol = precision_cholesky(covariances, covariance_type)
+    lower = torch.full((R,), -math.inf, dtype=X.dtype, device=X.device)
+    active = torch.ones(R, dtype=torch.bool, device=X.device)
+    converged = torch.zeros_like(active)
+    n_iter = torch.zeros(R, dtype=torch.long, device=X.device)
+    history = []
+    labels = None
+    for _ in range(max_iter):
+        resp, bound = e_step(log_joint(X, weights, means, prec_chol, covariance_type), hard)
+        new_w, new_m, new_c, counts = m_step(X, resp, covariance_type, reg_covar, learn_weights)
+        done = (bound - lower).abs() < tol
+        if hard:
+            empty = counts == 0
+            new_m = torch.where(empty.unsqueeze(-1), means, new_m)
+            if new_c is not None:
+                new_c = torch.where(empty.reshape(empty.shape + (1,) * (new_c.dim() - 2)), covariances, new_c)
+            if learn_weights:
+                new_w = counts / X.shape[0]
+            new_labels = resp.argmax(-1)
+            if labels is not None:
+                done = done | (new_labels == labels).all(-1)
+            labels = new_labels
+        weights, means = _select(active, new_w, weights), _select(active, new_m, means)
+        covariances = _select(active, new_c, covariances)
+        prec_chol = precision_cholesky(covariances, covariance_type)
+        lower = torch.where(active, bound, lower)
+        history.append(torch.where(active, bound, torch.full_like(bound, math.nan)))
+        n_iter += active.long()
+        converged |= active & done
+        active &= ~done
+        if not bool(active.any()):
+            break
+    return MixtureEMResult(
+        weights=weights,
+        means=means,
+        covariances=covariances,
+        lower_bound=lower,
+        lower_bounds=torch.stack(history, -1),
+        n_iter=n_iter,
+        converged=converged,
+    )
+
+
+def kmeans_plusplus(X: torch.Tensor, n_components: int, n_init: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """k-means++ seeding (Arthur and Vassilvitskii, 2007) for ``n_init`` restarts at once.
+
+    The first centre is a uniformly drawn sample, each next one a sample drawn with
+    probability proportional to its squared distance to the nearest centre chosen so far.
+
+    :param X: ``(N, D)``.
+    :returns: centres ``(n_init, n_components, D)``, rows of ``X``.
+    """
+    N = X.shape[0]
+    idx = torch.randint(N, (n_init,), generator=generator, device=X.device)
+    centres = [X[idx]]
+    d2 = (X.unsqueeze(0) - centres[0].unsqueeze(1)).square().sum(-1)  # (R, N)
+    for _ in range(1, n_components):
+        probs = d2 + torch.finfo(X.dtype).tiny  # all-equal points still give a valid distribution
+        idx = torch.multinomial(probs / probs.sum(-1, keepdim=True), 1, generator=generator).squeeze(-1)
+        centres.append(X[idx])
+        d2 = torch.minimum(d2, (X.unsqueeze(0) - centres[-1].unsqueeze(1)).square().sum(-1))
+    return torch.stack(centres, 1)

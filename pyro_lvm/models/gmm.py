@@ -1,0 +1,441 @@
+"""Gaussian mixture: a Pyro model with the component ``z`` enumerated, and a scikit-learn-style face.
+
+Generative story, for ``n = 1..N`` (plate ``"data"``, ``dim=-1``)::
+
+    pi ~ p(pi),  mu_k ~ p(mu),  Sigma_k ~ p(Sigma)        global sites
+    z_n ~ Categorical(pi)                                    enumerated in parallel
+    x_n ~ MultivariateNormal(mu[z_n], Sigma[z_n])            observed
+
+Summing ``z`` out by enumeration (``TraceEnum_ELBO(max_plate_nesting=1)``) makes the loss the
+exact negative log marginal likelihood. ``fit`` offers three ways to estimate the globals:
+closed-form EM, hard EM (argmax assignments) and SVI with a point (Delta) guide.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.distributions import constraints
+from pyro.infer import TraceEnum_ELBO
+from pyro.infer.autoguide import AutoDelta
+from pyro.infer.autoguide.initialization import init_to_value
+
+from pyro_lvm.infer.em import (
+    COVARIANCE_TYPES,
+    covariances_from_precisions,
+    e_step,
+    fit_mixture_em,
+    kmeans_plusplus,
+    log_joint,
+    m_step,
+    precision_cholesky,
+)
+from pyro_lvm.infer.train import train
+
+__all__ = ["GaussianMixture"]
+
+METHODS = ("em", "hard_em", "svi")
+INIT_PARAMS = ("kmeans", "k-means++", "random")
+PRIORS = ("flat", "weak")
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _choice(value, name: str, options) -> str:
+    if value not in options:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, options))}")
+    return value
+
+
+class GaussianMixture:
+    r"""Gaussian mixture model with enumerated assignments: Pyro model/guide and estimator.
+
+    :param int n_components: number of components ``K``.
+    :param str covariance_type: ``"full"`` (``(K, D, D)``), ``"diag"`` (``(K, D)``), ``"spherical"``
+        (``(K,)``) or ``"identity"`` (every covariance fixed at ``I``; ``covariances_`` is ones ``(K,)``).
+    :param float reg_covar: added to the diagonal of every estimated covariance (keeps collapsed
+        components positive definite).
+    :param float tol: EM stops when the mean lower bound per sample changes by less than ``tol``.
+    :param int max_iter: EM iterations per restart.
+    :param int n_init: restarts, run batched; the one with the largest final lower bound is kept.
+    :param str init_params: ``"kmeans"`` (responsibilities from batched Lloyd's k-means seeded by
+        k-means++), ``"k-means++"`` (responsibilities from the nearest k-means++ seed) or ``"random"``
+        (random responsibilities); the initial parameters are one M-step on them, as in scikit-learn.
+    :param means_init: ``(K, D)`` initial means; ``weights_init``: ``(K,)``; ``precisions_init``: the
+        initial precisions in scikit-learn's form for the covariance type. Each overrides its part
+        of ``init_params``.
+    :param bool learn_weights: when False the weights stay uniform ``1 / K``.
+    :param str prior: ``"flat"`` (improper uniform priors on the globals, so point estimates are
+        maximum likelihood) or ``"weak"`` (proper priors centred on the data for posterior
+        sampling: ``Dirichlet(1)`` weights, ``Normal(mean(X), 3 std(X))`` means, ``LogNormal(log std(X), 1)``
+        scales and ``LKJCholesky(D, 1)`` correlations).
+    :param random_state: seed (int) for the initialisation, or None for the global torch RNG.
+    :param device: where to compute (``"cuda"``); default: the device of the data.
+    :param dtype: ``torch.float32`` or ``torch.float64``; default: the data's floating dtype
+        (float64 for NumPy arrays of floats), else torch's default dtype.
+
+    Fitted attributes (tensors on ``device``): ``weights_ (K,)``, ``means_ (K, D)``, ``covariances_``,
+    ``precisions_cholesky_``, ``converged_``, ``n_iter_``, ``lower_bound_`` (scikit-learn's
+    semantics: the mean log-likelihood per sample at the last E-step of the best restart; for hard EM
+    the mean ``log p(x_n, z_n*)``), ``lower_bounds_`` (one value per iteration, or per SVI step).
+    """
+
+    def __init__(
+        self,
+        n_components: int,
+        covariance_type: str = "full",
+        reg_covar: float = 1e-6,
+        tol: float = 1e-3,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        means_init=None,
+        weights_init=None,
+        precisions_init=None,
+        learn_weights: bool = True,
+        prior: str = "flat",
+        random_state: int | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.n_components = _positive_int(n_components, "n_components")
+        self.covariance_type = _choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+        self.init_params = _choice(init_params, "init_params", INIT_PARAMS)
+        self.prior = _choice(prior, "prior", PRIORS)
+        for name, value in (("reg_covar", reg_covar), ("tol", tol)):
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        self.reg_covar, self.tol = float(reg_covar), float(tol)
+        self.max_iter = _positive_int(max_iter, "max_iter")
+        self.n_init = _positive_int(n_init, "n_init")
+        if dtype not in (None, torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32, torch.float64 or None, got {dtype!r}")
+        self.means_init, self.weights_init, self.precisions_init = means_init, weights_init, precisions_init
+        self.learn_weights = bool(learn_weights)
+        self.random_state = random_state
+        self.device = None if device is None else torch.device(device)
+        self.dtype = dtype
+        self._point_guide = None
+
+    # ------------------------------------------------------------------ input checks
+
+    def _as_tensor(self, X, name: str = "X") -> torch.Tensor:
+        """``X`` as a finite ``(N, D)`` tensor in the estimator's dtype and on its device."""
+        try:
+            X = X if torch.is_tensor(X) else torch.as_tensor(np.asarray(X))
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ValueError(f"{name} must be a 2-D array of real numbers: {e}") from None
+        if X.dim() != 2:
+            raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}")
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            raise ValueError(f"{name} is empty: shape {tuple(X.shape)}; expected at least one sample and one feature")
+        if X.is_complex() or X.dtype == torch.bool:
+            raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
+        if hasattr(self, "n_features_in_"):
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(f"{name} has {X.shape[1]} features, but the mixture was fitted with {self.n_features_in_}")
+            dtype, device = self._dtype, self._device
+        else:
+            dtype = self.dtype or (X.dtype if X.dtype in (torch.float32, torch.float64) else torch.get_default_dtype())
+            device = self.device or X.device
+        X = X.to(device=device, dtype=dtype)
+        if not bool(torch.isfinite(X).all()):
+            raise ValueError(f"{name} contains NaN or infinite values; expected finite data")
+        return X
+
+    def _init_override(self, value, name: str, shape: tuple, X: torch.Tensor) -> torch.Tensor:
+        value = torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value).to(X.device, X.dtype)
+        if tuple(value.shape) != shape:
+            raise ValueError(f"{name} has shape {tuple(value.shape)}; expected {shape} for {self.covariance_type!r} covariances")
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return value
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "means_"):
+            raise ValueError("this GaussianMixture is not fitted yet; call fit(X) first")
+
+    # ------------------------------------------------------------------ the Pyro program
+
+    def _covariance_shape(self, D: int) -> tuple:
+        K = self.n_components
+        return {"full": (K, D, D), "diag": (K, D), "spherical": (K,), "identity": ()}[self.covariance_type]
+
+    def model(self, X: torch.Tensor, reg_covar: float = 0.0) -> None:
+        """The generative story with ``z`` marked for parallel enumeration.
+
+        :param X: observations ``(N, D)`` in plate ``"data"`` (``dim=-1``).
+        :param reg_covar: added to the diagonal of every covariance (SVI fits pass the estimator's).
+
+        Global sites: ``"weights"`` ``(K,)`` (absent when ``learn_weights`` is False), ``"means"``
+        ``(K, D)``, ``"scales"`` (standard deviations: ``(K, D)`` for full and diag, ``(K,)`` for
+        spherical) and ``"corr_tril"`` ``(K, D, D)`` (Cholesky factor of the correlations, full only);
+        ``Sigma_k = diag(scales_k) corr_k diag(scales_k) + reg_covar I``. Local: ``"z"`` ``(N,)``, ``"x"``.
+        """
+        N, D = X.shape
+        K, flat = self.n_components, self.prior == "flat"
+        if self.learn_weights:
+            prior = dist.ImproperUniform(constraints.simplex, (), (K,)) if flat else dist.Dirichlet(X.new_ones(K))
+            weights = pyro.sample("weights", prior)
+        else:
+            weights = X.new_full((K,), 1.0 / K)
+        if flat:
+            means = pyro.sample("means", dist.ImproperUniform(constraints.real, (), (K, D)))
+        else:
+            loc, spread = X.mean(0), X.std(0) if N > 1 else X.new_ones(D)
+            means = pyro.sample("means", dist.Normal(loc, 3.0 * spread).expand([K, D]).to_event(2))
+        scale_tril = std = None
+        if self.covariance_type != "identity":
+            shape = self._covariance_shape(D)[:2]
+            if flat:
+                scales = pyro.sample("scales", dist.ImproperUniform(constraints.positive, (), shape))
+            else:
+                log_std = (X.std(0) if N > 1 else X.new_ones(D)).log()
+                log_std = log_std if self.covariance_type != "spherical" else log_std.mean()
+                scales = pyro.sample("scales", dist.LogNormal(log_std, 1.0).expand(shape).to_event(len(shape)))
+            if self.covariance_type == "full":
+                corr_prior = (
+                    dist.ImproperUniform(constraints.corr_cholesky, (), (K, D, D))
+                    if flat
+                    else dist.LKJCholesky(D, X.new_tensor(1.0)).expand([K]).to_event(1)
+                )
+                corr_tril = pyro.sample("corr_tril", corr_prior)
+                scale_tril = scales.unsqueeze(-1) * corr_tril
+                if reg_covar > 0:
+                    cov = scale_tril @ scale_tril.mT
+                    scale_tril = torch.linalg.cholesky(cov + reg_covar * torch.eye(D, dtype=X.dtype, device=X.device))
+            else:
+                std = (scales.square() + reg_covar).sqrt()
+                std = std if self.covariance_type == "diag" else std.unsqueeze(-1).expand(K, D)
+        else:
+            std = X.new_ones(K, D)
+        with pyro.plate("data", N, dim=-1):
+            z = pyro.sample("z", dist.Categorical(weights), infer={"enumerate": "parallel"})
+            if scale_tril is not None:
+                likelihood = dist.MultivariateNormal(means[z], scale_tril=scale_tril[z])
+            else:
+                likelihood = dist.Normal(means[z], std[z]).to_event(1)
+            pyro.sample("x", likelihood, obs=X)
+
+    def guide(self, X: torch.Tensor, reg_covar: float = 0.0) -> dict:
+        """Point (Delta) guide on the global sites, at the fitted values (an ``AutoDelta``).
+
+        Call :meth:`fit` first; SVI fits optimize exactly this guide.
+        """
+        self._check_fitted()
+        if self._point_guide is None:
+            self._point_guide = self._make_point_guide(self.fitted_sites())
+        return self._point_guide(X, reg_covar)
+
+    def _make_point_guide(self, values: dict) -> AutoDelta:
+        return AutoDelta(poutine.block(self.model, hide=["z"]), init_loc_fn=init_to_value(values=values))
+
+    def _sites_of(self, weights, means, covariances) -> dict:
+        """Global site values (constrained) for one parameter set; covariances as given (with any reg)."""
+        sites = {"means": means}
+        if self.learn_weights:
+            sites["weights"] = weights
+        if self.covariance_type == "full":
+            std = covariances.diagonal(dim1=-2, dim2=-1).sqrt()
+            corr = covariances / (std.unsqueeze(-1) * std.unsqueeze(-2))
+            sites["scales"], sites["corr_tril"] = std, torch.linalg.cholesky(corr)
+        elif self.covariance_type in ("diag", "spherical"):
+            sites["scales"] = covariances.sqrt()
+        return sites
+
+    def fitted_sites(self) -> dict:
+        """The model's global sites at the fitted parameters, e.g. for ``poutine.condition(model, data=...)``."""
+        self._check_fitted()
+        return self._sites_of(self.weights_, self.means_, None if self.covariance_type == "identity" else self.covariances_)
+
+    # ------------------------------------------------------------------ fitting
+
+    def _generator(self, device: torch.device) -> torch.Generator | None:
+        if self.random_state is None:
+            return None
+        return torch.Generator(device=device).manual_seed(int(self.random_state))
+
+    def _initialize(self, X: torch.Tensor):
+        """Initial ``weights (R, K)``, ``means (R, K, D)`` and covariances for the ``n_init`` restarts."""
+        (N, D), K, R = X.shape, self.n_components, self.n_init
+        gen = self._generator(X.device)
+        fixed_covariances = self.covariance_type == "identity" or self.precisions_init is not None
+        fixed_weights = self.weights_init is not None or not self.learn_weights
+        if self.means_init is not None and fixed_covariances and fixed_weights:
+            resp = torch.ones(R, N, K, dtype=X.dtype, device=X.device) / K  # everything is overridden below
+        elif self.init_params == "random":
+            resp = torch.rand(R, N, K, generator=gen, device=X.device, dtype=X.dtype)
+            resp = resp / resp.sum(-1, keepdim=True)
+        else:
+            centres = kmeans_plusplus(X, K, R, gen)
+            uniform = X.new_full((R, K), 1.0 / K)
+            if self.init_params == "kmeans":
+                centres = fit_mixture_em(X, uniform, centres, None, "identity", hard=True, tol=0.0, max_iter=300, learn_weights=False).means
+            resp, _ = e_step(log_joint(X, uniform, centres, None, "identity"), hard=True)
+        weights, means, covariances, _ = m_step(X, resp, self.covariance_type, self.reg_covar, self.learn_weights)
+        if self.weights_init is not None:
+            w = self._init_override(self.weights_init, "weights_init", (K,), X)
+            if bool((w < 0).any()) or abs(float(w.sum()) - 1.0) > 1e-6:
+                raise ValueError(f"weights_init must be non-negative and sum to 1, got sum {float(w.sum())}")
+            weights = w.expand(R, K).clone()
+        if self.means_init is not None:
+            means = self._init_override(self.means_init, "means_init", (K, D), X).expand(R, K, D).clone()
+        if self.precisions_init is not None:
+            if self.covariance_type == "identity":
+                raise ValueError("precisions_init cannot be given with covariance_type='identity' (fixed at I)")
+            shape = self._covariance_shape(D)
+            prec = self._init_override(self.precisions_init, "precisions_init", shape, X)
+            covariances = covariances_from_precisions(prec, self.covariance_type).expand((R,) + shape).clone()
+        return weights, means, covariances
+
+    def fit(self, X, method: str = "em", *, steps: int = 1000, lr: float = 0.05, progress: bool = False) -> "GaussianMixture":
+        """Estimate the parameters from ``X`` ``(N, D)`` (NumPy array or tensor).
+
+        :param method: ``"em"`` (closed-form EM), ``"hard_em"`` (argmax responsibilities; with
+            ``covariance_type="identity"`` and ``learn_weights=False`` this is Lloyd's k-means) or
+            ``"svi"`` (Adam on the enumerated model's exact marginal likelihood with a Delta guide,
+            through :func:`pyro_lvm.infer.train`, from the best of the ``n_init`` initialisations).
+        :param steps: SVI steps (``"svi"`` only; full batch). ``lr``: Adam's learning rate.
+        :param progress: show a progress bar for SVI.
+        :returns: ``self``.
+        """
+        method = _choice(method, "method", METHODS)
+        for name in ("_dtype", "_device", "n_features_in_"):
+            self.__dict__.pop(name, None)
+        X = self._as_tensor(X)
+        N, D = X.shape
+        if N < self.n_components:
+            raise ValueError(f"n_components={self.n_components} must be <= n_samples={N}")
+        weights, means, covariances = self._initialize(X)
+        if method == "svi":
+            self._fit_svi(X, weights, means, covariances, _positive_int(steps, "steps"), lr, progress)
+        else:
+            result = fit_mixture_em(
+                X, weights, means, covariances, self.covariance_type, hard=method == "hard_em",
+                reg_covar=self.reg_covar, tol=self.tol, max_iter=self.max_iter, learn_weights=self.learn_weights,
+            )
+            best = int(result.lower_bound.argmax())
+            self._set_fitted(
+                X,
+                result.weights[best],
+                result.means[best],
+                None if result.covariances is None else result.covariances[best],
+                lower_bound=float(result.lower_bound[best]),
+                lower_bounds=result.lower_bounds[best, : int(result.n_iter[best])].tolist(),
+                n_iter=int(result.n_iter[best]),
+                converged=bool(result.converged[best]),
+            )
+        return self
+
+    def _fit_svi(self, X, weights, means, covariances, steps: int, lr: float, progress: bool) -> None:
+        prec_chol = precision_cholesky(covariances, self.covariance_type)
+        _, start_bound = e_step(log_joint(X, weights, means, prec_chol, self.covariance_type), hard=False)
+        r = int(start_bound.argmax())
+        init = self._sites_of(weights[r], means[r], None if covariances is None else covariances[r])
+        guide = self._make_point_guide(init)
+        with pyro.get_param_store().scope():
+            history = train(
+                self.model, guide, X, loss=TraceEnum_ELBO(max_plate_nesting=1), lr=lr, steps=steps,
+                batch_size=X.shape[0], shuffle=False, device=X.device, progress=progress,
+                model_kwargs={"reg_covar": self.reg_covar},
+            )
+            with torch.no_grad():
+                sites = {k: v.detach() for k, v in guide.median(X).items()}
+        covariances = self._covariances_of(sites, X.shape[1])
+        weights = sites["weights"] if self.learn_weights else X.new_full((self.n_components,), 1.0 / self.n_components)
+        losses = history.step_loss
+        window = max(1, len(losses) // 10)
+        self._set_fitted(
+            X, weights, sites["means"], covariances,
+            lower_bound=-losses[-1], lower_bounds=[-v for v in losses], n_iter=len(losses),
+            converged=len(losses) > window and abs(losses[-1] - losses[-1 - window]) < self.tol,
+        )
+
+    def _covariances_of(self, sites: dict, D: int) -> torch.Tensor | None:
+        """Covariances (with ``reg_covar``) from site values."""
+        if self.covariance_type == "identity":
+            return None
+        if self.covariance_type == "full":
+            tril = sites["scales"].unsqueeze(-1) * sites["corr_tril"]
+            eye = torch.eye(D, dtype=tril.dtype, device=tril.device)
+            return tril @ tril.mT + self.reg_covar * eye
+        return sites["scales"].square() + self.reg_covar
+
+    def _set_fitted(self, X, weights, means, covariances, *, lower_bound, lower_bounds, n_iter, converged) -> None:
+        self._dtype, self._device = X.dtype, X.device
+        self.n_features_in_ = X.shape[1]
+        self.weights_, self.means_ = weights, means
+        if covariances is None:
+            covariances = X.new_ones(self.n_components)
+            self.precisions_cholesky_ = None
+        else:
+            self.precisions_cholesky_ = precision_cholesky(covariances, self.covariance_type)
+        self.covariances_ = covariances
+        self.lower_bound_, self.lower_bounds_ = lower_bound, lower_bounds
+        self.n_iter_, self.converged_ = n_iter, converged
+        self._point_guide = None
+
+    # ------------------------------------------------------------------ using the fit
+
+    def _log_joint(self, X) -> torch.Tensor:
+        self._check_fitted()
+        X = self._as_tensor(X)
+        prec = None if self.precisions_cholesky_ is None else self.precisions_cholesky_.unsqueeze(0)
+        return log_joint(X, self.weights_.unsqueeze(0), self.means_.unsqueeze(0), prec, self.covariance_type)[0]
+
+    def covariance_matrices(self) -> torch.Tensor:
+        """The fitted covariances as full matrices ``(K, D, D)`` whatever the covariance type."""
+        self._check_fitted()
+        D = self.n_features_in_
+        if self.covariance_type == "full":
+            return self.covariances_
+        variances = self.covariances_ if self.covariance_type == "diag" else self.covariances_.unsqueeze(-1).expand(-1, D)
+        return torch.diag_embed(variances)
+
+    def score_samples(self, X) -> torch.Tensor:
+        """``log p(x_n)`` per sample ``(N,)`` in nats."""
+        return self._log_joint(X).logsumexp(-1)
+
+    def score(self, X) -> float:
+        """Mean log-likelihood per sample (nats)."""
+        return float(self.score_samples(X).mean())
+
+    def predict_proba(self, X) -> torch.Tensor:
+        """Posterior responsibilities ``p(z_n = k | x_n)`` ``(N, K)``."""
+        return self._log_joint(X).softmax(-1)
+
+    def predict(self, X) -> torch.Tensor:
+        """MAP component per sample ``(N,)``."""
+        return self._log_joint(X).argmax(-1)
+
+    def sample(self, n_samples: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``(X (n, D), z (n,))`` from the fitted mixture (torch's global RNG, seeded by ``pyro.set_rng_seed``)."""
+        self._check_fitted()
+        n_samples = _positive_int(n_samples, "n_samples")
+        z = dist.Categorical(self.weights_).sample((n_samples,))
+        tril = torch.linalg.cholesky(self.covariance_matrices())
+        x = dist.MultivariateNormal(self.means_[z], scale_tril=tril[z]).sample()
+        return x, z
+
+    def _n_parameters(self) -> int:
+        K, D = self.n_components, self.n_features_in_
+        cov = {"full": K * D * (D + 1) // 2, "diag": K * D, "spherical": K, "identity": 0}[self.covariance_type]
+        return cov + K * D + (K - 1 if self.learn_weights else 0)
+
+    def bic(self, X) -> float:
+        """Bayesian information criterion ``-2 log L + p log N`` on ``X`` (lower is better)."""
+        log_lik = self.score_samples(X)
+        return float(-2.0 * log_lik.sum() + self._n_parameters() * math.log(log_lik.shape[0]))
+
+    def aic(self, X) -> float:
+        """Akaike information criterion ``-2 log L + 2 p`` on ``X`` (lower is better)."""
+        return float(-2.0 * self.score_samples(X).sum() + 2.0 * self._n_parameters())

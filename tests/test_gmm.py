@@ -1,0 +1,211 @@
+"""GaussianMixture against scikit-learn, SciPy densities, Pyro's own enumeration and Lloyd's k-means."""
+
+import numpy as np
+import pyro
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import TraceEnum_ELBO
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.datasets import load_breast_cancer, load_iris, load_wine
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
+from sklearn.preprocessing import StandardScaler
+
+from pyro_lvm.infer import HardEM, train
+from pyro_lvm.infer.em import fit_mixture_em, m_step
+from pyro_lvm.models import GaussianMixture
+
+COVARIANCE_TYPES = ["full", "diag", "spherical"]
+
+
+def iris():
+    return load_iris().data
+
+
+def wine():
+    return StandardScaler().fit_transform(load_wine().data)
+
+
+def cancer():
+    return StandardScaler().fit_transform(load_breast_cancer().data)[:, :10]
+
+
+def blobs(seed=0, n=80):
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0.0], [5.0, 1.0], [1.0, 5.0]])
+    covs = [np.array([[1.0, 0.6], [0.6, 1.0]]), np.diag([0.3, 1.5]), np.eye(2) * 0.5]
+    return np.concatenate([rng.multivariate_normal(c, s, size=n) for c, s in zip(centres, covs)])
+
+
+def reference_log_joint(X, weights, means, covariances, covariance_type):
+    """log pi_k + log N(x | mu_k, Sigma_k) with SciPy, (N, K)."""
+    D = X.shape[1]
+    out = []
+    for k in range(len(weights)):
+        cov = {"full": lambda c: c, "diag": np.diag, "spherical": lambda c: c * np.eye(D)}[covariance_type](covariances[k])
+        out.append(np.log(weights[k]) + multivariate_normal(means[k], cov).logpdf(X))
+    return np.stack(out, -1)
+
+
+@pytest.mark.parametrize("data, k", [(iris, 3), (wine, 3), (cancer, 2)], ids=["iris", "wine", "breast_cancer"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_best_of_n_score_matches_sklearn(data, k, covariance_type):
+    X = data()
+    sk = SkGaussianMixture(k, covariance_type=covariance_type, n_init=4, random_state=0).fit(X)
+    ours = GaussianMixture(k, covariance_type=covariance_type, n_init=4, random_state=0).fit(X)
+    assert ours.score(X) >= sk.score(X) - 0.01
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # the max_iter=1 run giving the start
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_same_initialisation_gives_sklearn_trajectory(covariance_type):
+    """From the same initial weights, means and precisions both run the same EM iterations."""
+    X = wine()
+    init = SkGaussianMixture(3, covariance_type=covariance_type, max_iter=1, random_state=1).fit(X)
+    kw = dict(weights_init=init.weights_, means_init=init.means_, precisions_init=init.precisions_, tol=1e-4, max_iter=500)
+    sk = SkGaussianMixture(3, covariance_type=covariance_type, **kw).fit(X)
+    ours = GaussianMixture(3, covariance_type=covariance_type, **kw).fit(X)
+    assert ours.n_iter_ == sk.n_iter_ and ours.converged_ == sk.converged_
+    assert ours.lower_bound_ == pytest.approx(sk.lower_bound_, abs=1e-9)
+    assert np.allclose(ours.lower_bounds_, sk.lower_bounds_, atol=1e-9)
+    assert ours.score(X) == pytest.approx(sk.score(X), abs=1e-9)
+    assert np.allclose(ours.weights_.numpy(), sk.weights_, atol=1e-6)
+    assert np.allclose(ours.means_.numpy(), sk.means_, atol=1e-6)
+    assert np.allclose(ours.covariances_.numpy(), sk.covariances_, atol=1e-6)
+    assert np.allclose(ours.precisions_cholesky_.numpy() ** 2 if covariance_type != "full" else
+                       (ours.precisions_cholesky_ @ ours.precisions_cholesky_.mT).numpy(), sk.precisions_, rtol=1e-6)
+    assert np.allclose(ours.predict_proba(X).numpy(), sk.predict_proba(X), atol=1e-8)
+    assert np.array_equal(ours.predict(X).numpy(), sk.predict(X))
+    assert np.allclose(ours.score_samples(X).numpy(), sk.score_samples(X), atol=1e-8)
+    assert ours.bic(X) == pytest.approx(sk.bic(X), rel=1e-9)
+    assert ours.aic(X) == pytest.approx(sk.aic(X), rel=1e-9)
+
+
+@pytest.mark.parametrize("data", [iris, wine], ids=["iris", "wine"])
+def test_hard_em_with_identity_covariances_is_lloyd_kmeans(data):
+    X = data()
+    centres, _ = kmeans_plusplus(X, 4, random_state=3)
+    km = KMeans(4, init=centres, n_init=1, algorithm="lloyd", tol=0.0, max_iter=300).fit(X)
+    ours = GaussianMixture(4, "identity", learn_weights=False, means_init=centres, tol=0.0, max_iter=300).fit(X, "hard_em")
+    labels = ours.predict(X).numpy()
+    assert np.array_equal(labels, km.labels_)
+    inertia = ((X - ours.means_.numpy()[labels]) ** 2).sum()
+    assert inertia == pytest.approx(km.inertia_, rel=1e-10)
+    assert np.allclose(ours.means_.numpy(), km.cluster_centers_, atol=1e-10)
+    assert ours.converged_ and ours.n_iter_ <= 300
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES + ["identity"])
+def test_enumerated_svi_loss_is_exact_negative_log_marginal(covariance_type):
+    X = blobs(1, n=20)
+    gmm = GaussianMixture(3, covariance_type, random_state=0, max_iter=5).fit(X)
+    Xt = torch.as_tensor(X)
+    conditioned = poutine.condition(gmm.model, data=gmm.fitted_sites())
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(conditioned, lambda X: None, Xt)
+    covs = gmm.covariances_.numpy() if covariance_type != "identity" else np.ones(3)
+    ref = reference_log_joint(X, gmm.weights_.numpy(), gmm.means_.numpy(), covs,
+                              "spherical" if covariance_type == "identity" else covariance_type)
+    assert loss == pytest.approx(-logsumexp(ref, axis=1).sum(), rel=1e-9)
+    assert gmm.score(X) == pytest.approx(logsumexp(ref, axis=1).mean(), rel=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_predict_proba_equals_trace_enum_marginals(covariance_type):
+    X = blobs(2, n=25)
+    gmm = GaussianMixture(3, covariance_type, random_state=0).fit(X)
+    conditioned = poutine.condition(gmm.model, data=gmm.fitted_sites())
+    marginals = TraceEnum_ELBO(max_plate_nesting=1).compute_marginals(conditioned, lambda X: None, torch.as_tensor(X))
+    assert torch.allclose(gmm.predict_proba(X), marginals["z"].probs, atol=1e-10)
+
+
+def test_batched_restarts_equal_separate_runs():
+    X = torch.as_tensor(wine())
+    resp = torch.distributions.Dirichlet(torch.ones(3, dtype=X.dtype)).sample((3, X.shape[0]))
+    w, m, c, _ = m_step(X, resp, "full", 1e-6)
+    batched = fit_mixture_em(X, w, m, c, "full", tol=1e-4, max_iter=200)
+    assert len(set(batched.n_iter.tolist())) > 1  # restarts stop at different iterations
+    for r in range(3):
+        alone = fit_mixture_em(X, w[r : r + 1], m[r : r + 1], c[r : r + 1], "full", tol=1e-4, max_iter=200)
+        assert int(alone.n_iter) == int(batched.n_iter[r])
+        assert torch.allclose(alone.means[0], batched.means[r], atol=1e-10)
+        assert torch.allclose(alone.covariances[0], batched.covariances[r], atol=1e-10)
+
+
+def test_svi_reaches_the_em_maximum_likelihood():
+    X = blobs(3, n=40)
+    em = GaussianMixture(3, "full", random_state=0, tol=1e-8, max_iter=500).fit(X)
+    svi = GaussianMixture(3, "full", random_state=0).fit(X, method="svi", steps=250, lr=0.05)
+    assert svi.score(X) == pytest.approx(em.score(X), abs=2e-3)
+    assert svi.lower_bounds_[-1] > svi.lower_bounds_[0]
+    order = torch.cdist(em.means_, svi.means_).argmin(-1)
+    assert torch.allclose(svi.means_[order], em.means_, atol=0.05)
+
+
+def test_svi_with_hard_em_objective_reaches_closed_form_hard_em_fixed_point():
+    """pyro_lvm.infer.HardEM on the mixture's Pyro program converges to the closed-form hard-EM fixed point."""
+    X = blobs(4, n=15)
+    closed = GaussianMixture(3, "full", random_state=0, tol=0.0, max_iter=100).fit(X, "hard_em")
+    assert closed.converged_
+    Xt = torch.as_tensor(X)
+    # SVI starts from perturbed parameters with the Delta guide; Adam does the M-step on the MAP assignments
+    start = closed._sites_of(torch.tensor([0.5, 0.3, 0.2], dtype=Xt.dtype), closed.means_ + 0.2, closed.covariances_ * 1.3)
+    guide = closed._make_point_guide(start)
+    with pyro.get_param_store().scope():
+        train(closed.model, guide, Xt, loss=HardEM(max_plate_nesting=1), lr=0.1, steps=200, batch_size=len(X),
+              shuffle=False, progress=False, model_kwargs={"reg_covar": closed.reg_covar})
+        sites = {k: v.detach() for k, v in guide.median(Xt).items()}
+    assert torch.allclose(sites["weights"], closed.weights_, atol=1e-4)
+    assert torch.allclose(sites["means"], closed.means_, atol=1e-4)
+    # the closed-form M-step adds reg_covar (1e-6) to the maximizer, hence the tolerance
+    assert torch.allclose(closed._covariances_of(sites, 2), closed.covariances_, atol=1e-4)
+
+
+def test_singular_component_is_held_by_reg_covar():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([np.tile([[3.0, -1.0]], (15, 1)), rng.normal(size=(60, 2))])
+    for method in ("em", "hard_em"):
+        gmm = GaussianMixture(3, "full", random_state=0, n_init=3).fit(X, method)
+        assert torch.isfinite(gmm.covariances_).all() and np.isfinite(gmm.score(X))
+        assert torch.linalg.eigvalsh(gmm.covariances_).min() >= 0.5e-6
+
+
+def test_sample_follows_the_fitted_mixture():
+    gmm = GaussianMixture(3, "full", random_state=0).fit(blobs(5))
+    x, z = gmm.sample(20000)
+    assert x.shape == (20000, 2) and z.shape == (20000,)
+    assert torch.allclose(torch.bincount(z, minlength=3).double() / 20000.0, gmm.weights_, atol=0.015)
+    assert torch.allclose(x.mean(0), gmm.weights_ @ gmm.means_, atol=0.05)
+
+
+def test_dtype_and_input_types():
+    X = blobs(6, n=20)
+    assert GaussianMixture(2).fit(X).means_.dtype == torch.float64
+    assert GaussianMixture(2).fit(torch.as_tensor(X, dtype=torch.float32)).means_.dtype == torch.float32
+    g = GaussianMixture(2, dtype=torch.float32).fit(X.tolist())
+    assert g.means_.dtype == torch.float32 and g.predict(X).shape == (len(X),)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: GaussianMixture(2, covariance_type="tied"), "covariance_type 'tied'"),
+        (lambda: GaussianMixture(0), "n_components"),
+        (lambda: GaussianMixture(2, init_params="kmeans||"), "init_params"),
+        (lambda: GaussianMixture(2, reg_covar=-1.0), "reg_covar"),
+        (lambda: GaussianMixture(2).fit(np.ones((5, 2)), method="gibbs"), "method 'gibbs'"),
+        (lambda: GaussianMixture(2).fit(np.array([[0.0, np.nan], [1.0, 2.0]])), "NaN or infinite"),
+        (lambda: GaussianMixture(2).fit(np.array([[0.0, np.inf], [1.0, 2.0]])), "NaN or infinite"),
+        (lambda: GaussianMixture(2).fit(np.ones(5)), "2-D"),
+        (lambda: GaussianMixture(2).fit(np.ones((5, 2, 2))), "2-D"),
+        (lambda: GaussianMixture(6).fit(np.random.rand(5, 2)), "n_components=6 must be <= n_samples=5"),
+        (lambda: GaussianMixture(2, means_init=np.zeros((3, 2))).fit(np.random.rand(5, 2)), "means_init has shape"),
+        (lambda: GaussianMixture(2, weights_init=[0.2, 0.2]).fit(np.random.rand(5, 2)), "sum to 1"),
+        (lambda: GaussianMixture(2).predict(np.ones((3, 2))), "not fitted"),
+        (lambda: GaussianMixture(2).fit(np.random.rand(9, 2)).score(np.ones((3, 3))), "3 features"),
+    ],
+)
+def test_bad_input_raises_value_error(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
