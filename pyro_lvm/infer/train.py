@@ -133,9 +133,21 @@ def _modules_of(*fns) -> list[torch.nn.Module]:
 def svi_step(model, guide, loss, optimizer, batch: tuple, kwargs: dict) -> float:
     """One SVI step, like :meth:`pyro.infer.SVI.step`, that refuses to apply a non-finite loss.
 
+    :param optimizer: a ``pyro.optim`` optimizer (one torch optimizer per parameter, the
+        parameters found by tracing the step) or a ``torch.optim.Optimizer`` that already holds
+        every trained parameter (e.g. of the model's and guide's modules): one update for all
+        parameters and no parameter tracing, the faster path for small batches.
     :returns: the loss (negative ELBO summed over the batch).
     :raises FloatingPointError: when the loss is NaN or infinite (nothing is updated).
     """
+    if isinstance(optimizer, torch.optim.Optimizer):
+        value = float(loss.loss_and_grads(model, guide, *batch, **kwargs))
+        if math.isfinite(value):
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if not math.isfinite(value):
+            raise FloatingPointError(value)
+        return value
     with poutine.trace(param_only=True) as param_capture:
         value = loss.loss_and_grads(model, guide, *batch, **kwargs)
     params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
@@ -149,6 +161,8 @@ def svi_step(model, guide, loss, optimizer, batch: tuple, kwargs: dict) -> float
 
 
 def _current_lr(optimizer) -> float | None:
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return float(optimizer.param_groups[0]["lr"])
     for obj in optimizer.optim_objs.values():
         opt = getattr(obj, "optimizer", obj)
         return float(opt.param_groups[0]["lr"])
@@ -174,7 +188,7 @@ def train(
     data,
     *,
     loss: pyro.infer.ELBO | None = None,
-    optimizer: pyro.optim.PyroOptim | None = None,
+    optimizer: pyro.optim.PyroOptim | torch.optim.Optimizer | None = None,
     lr: float = 1e-3,
     epochs: int | None = None,
     steps: int | None = None,
@@ -201,6 +215,9 @@ def train(
     :param loss: any Pyro ELBO (default ``Trace_ELBO()``) or :class:`~pyro_lvm.infer.HardEM`.
     :param optimizer: a ``pyro.optim`` optimizer; a ``pyro.optim`` scheduler
         (``PyroLRScheduler``) is stepped once per epoch. Default ``pyro.optim.Adam({"lr": lr})``.
+        A ``torch.optim.Optimizer`` over all trained parameters (e.g.
+        ``torch.optim.Adam([*model_module.parameters(), *guide.parameters()])``) also works
+        and is faster for small batches (see :func:`svi_step`).
     :param epochs: passes over ``data``. Give ``epochs`` or ``steps``.
     :param steps: total optimizer steps (training stops mid-epoch when reached).
     :param device: where batches and the modules behind ``model``/``guide`` live; default: the
@@ -247,7 +264,10 @@ def train(
         for m, sd in zip(modules, state["modules"]):
             m.load_state_dict(sd)
         restore_param_store(state["param_store"])
-        optimizer.set_state(state["optimizer"])
+        if isinstance(optimizer, torch.optim.Optimizer):
+            optimizer.load_state_dict(state["optimizer"])
+        else:
+            optimizer.set_state(state["optimizer"])
         restore_rng_state(state["rng"])
         history = History(**state["history"])
         step, start_epoch = state["step"], state["epoch"]
@@ -257,7 +277,7 @@ def train(
             {
                 "modules": [m.state_dict() for m in modules],
                 "param_store": param_store_state(modules),
-                "optimizer": optimizer.get_state(),
+                "optimizer": optimizer.state_dict() if isinstance(optimizer, torch.optim.Optimizer) else optimizer.get_state(),
                 "rng": capture_rng_state(),
                 "history": history.to_dict(),
                 "step": step,

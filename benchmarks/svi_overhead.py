@@ -1,0 +1,182 @@
+"""Pyro overhead: one VAE training step through pyro_lvm against the same step in plain PyTorch.
+
+pyro_lvm side: :func:`pyro_lvm.infer.train.svi_step` (the step :func:`~pyro_lvm.infer.train`
+runs) on ``DeepLatentGaussian.model`` with an ``AmortizedNormal`` guide. Plain side: the same
+encoder and decoder (weights copied), one reparameterized sample, Bernoulli log-likelihood
+and the analytic Gaussian KL written out by hand, ``torch.optim.Adam``. MNIST-sized MLP
+(784-200-200-50, tanh), batches of 128 and 1024.
+
+Each case is a pyro_lvm configuration; ``ratio`` = pyro_lvm step time / plain step time
+(paired, median). Reading down the cases of one batch size shows where the overhead goes:
+
+- ``default``: what ``train()`` does with no options: ``Trace_ELBO`` (Monte Carlo KL),
+  ``pyro.optim.Adam`` (one torch optimizer per parameter), Pyro validation on;
+- ``meanfield``: ``TraceMeanField_ELBO`` (analytic KL), otherwise as ``default``;
+- ``meanfield_novalidate``: and ``pyro.enable_validation(False)``;
+- ``fast``: and one ``torch.optim.Adam`` over all parameters (``svi_step`` accepts it);
+- ``jit``: ``JitTraceMeanField_ELBO`` with the ``fast`` settings (not in ``--quick``).
+
+Cases with the analytic KL also check the result: from the same weights and the same random
+draw, one pyro_lvm step and one plain step must give the same loss and the same new weights
+(``loss_rel_diff``, ``param_max_diff``).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import warnings
+from pathlib import Path
+
+import pyro
+import pyro.optim
+import torch
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import paired_ratio, parser, row, setup, write_results  # noqa: E402
+
+from pyro_lvm.guides import AmortizedNormal  # noqa: E402
+from pyro_lvm.infer.train import svi_step  # noqa: E402
+from pyro_lvm.models import DeepLatentGaussian  # noqa: E402
+
+__all__ = ["main", "CONFIGS"]
+
+NAME = "svi_overhead"
+TARGET = {"cpu": 1.10, "cuda": 1.2}
+
+#: case name -> (ELBO class, optimizer kind, Pyro validation)
+CONFIGS = {
+    "default": (pyro.infer.Trace_ELBO, "pyro", True),
+    "meanfield": (pyro.infer.TraceMeanField_ELBO, "pyro", True),
+    "meanfield_novalidate": (pyro.infer.TraceMeanField_ELBO, "pyro", False),
+    "fast": (pyro.infer.TraceMeanField_ELBO, "torch", False),
+    "jit": (pyro.infer.JitTraceMeanField_ELBO, "torch", False),
+}
+
+
+class PlainVAE:
+    """The same VAE step in plain PyTorch: copies of the encoder and decoder, analytic KL."""
+
+    def __init__(self, encoder: torch.nn.Module, decoder: torch.nn.Module, lr: float) -> None:
+        self.encoder, self.decoder = copy.deepcopy(encoder), copy.deepcopy(decoder)
+        self.optimizer = torch.optim.Adam([*self.encoder.parameters(), *self.decoder.parameters()], lr=lr)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Negative ELBO summed over the batch x (N, D), one reparameterized sample."""
+        loc, raw_scale = self.encoder(x).chunk(2, dim=-1)
+        scale = F.softplus(raw_scale) + 1e-5
+        z = loc + scale * torch.randn_like(loc)
+        log_lik = -F.binary_cross_entropy_with_logits(self.decoder(z), x, reduction="sum")
+        kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1.0).sum() - scale.log().sum()
+        return kl - log_lik
+
+    def step(self, x: torch.Tensor) -> float:
+        loss = self.loss(x)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+
+class PyroLVMStep:
+    """One ``svi_step`` of ``DeepLatentGaussian.model`` / ``AmortizedNormal`` in a given configuration."""
+
+    def __init__(self, model: DeepLatentGaussian, guide: AmortizedNormal, config: str, lr: float) -> None:
+        elbo_cls, optim_kind, self.validate = CONFIGS[config]
+        self.model, self.guide = model, guide
+        self.loss = elbo_cls(ignore_jit_warnings=True) if "Jit" in elbo_cls.__name__ else elbo_cls()
+        if optim_kind == "torch":
+            self.optimizer = torch.optim.Adam([*model.parameters(), *guide.parameters()], lr=lr)
+        else:
+            self.optimizer = pyro.optim.Adam({"lr": lr})
+
+    def step(self, x: torch.Tensor) -> float:
+        pyro.enable_validation(self.validate)
+        return svi_step(self.model.model, self.guide, self.loss, self.optimizer, (x,), {})
+
+
+def _networks(data_dim: int, hidden: tuple[int, ...], z_dim: int, device: torch.device, seed: int):
+    torch.manual_seed(seed)
+    model = DeepLatentGaussian(data_dim, z_dim, hidden).to(device)
+    guide = AmortizedNormal(data_dim, z_dim, hidden).to(device)
+    return model, guide
+
+
+def _same_step(model, guide, config: str, x: torch.Tensor, lr: float, seed: int) -> dict:
+    """One step each from the same weights and random draw: loss and weight differences."""
+    pyro.clear_param_store()
+    plain = PlainVAE(guide.encoder, model.decoder, lr)
+    model, guide = copy.deepcopy(model), copy.deepcopy(guide)
+    ours = PyroLVMStep(model, guide, config, lr)
+    torch.manual_seed(seed)
+    loss_ours = ours.step(x)
+    torch.manual_seed(seed)
+    loss_plain = plain.step(x)
+    diffs = [
+        (a - b).abs().max().item()
+        for ma, mb in ((guide.encoder, plain.encoder), (model.decoder, plain.decoder))
+        for a, b in zip(ma.parameters(), mb.parameters())
+    ]
+    pyro.clear_param_store()
+    return {"loss_rel_diff": abs(loss_ours - loss_plain) / abs(loss_plain), "param_max_diff": max(diffs)}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parser(NAME, __doc__.split("\n\n")[0]).parse_args(argv)
+    device = setup(args)
+    if args.smoke:
+        batches, hidden, data_dim, z_dim, pairs = (16,), (32,), 64, 4, 3
+        configs = ["default", "fast"]
+    elif args.quick:
+        batches, hidden, data_dim, z_dim, pairs = (128, 1024), (200, 200), 784, 50, 15
+        configs = [c for c in CONFIGS if c != "jit"]
+    else:
+        batches, hidden, data_dim, z_dim, pairs = (128, 1024), (200, 200), 784, 50, 41
+        configs = list(CONFIGS)
+    lr = 1e-3
+    rows = []
+    validation_before = pyro.infer.util.is_validation_enabled()
+    try:
+        for batch in batches:
+            x = torch.bernoulli(torch.full((batch, data_dim), 0.13, device=device))
+            for config in configs:
+                model, guide = _networks(data_dim, hidden, z_dim, device, args.seed)
+                check = {"loss_rel_diff": None, "param_max_diff": None}
+                if CONFIGS[config][0] is not pyro.infer.Trace_ELBO:
+                    check = _same_step(model, guide, config, x, lr, args.seed)
+                pyro.clear_param_store()
+                plain = PlainVAE(guide.encoder, model.decoder, lr)
+                ours = PyroLVMStep(model, guide, config, lr)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # JIT tracer warnings
+                    timing = paired_ratio(lambda: ours.step(x), lambda: plain.step(x), device, repeats=pairs, warmup=3)
+                elbo_cls, optim_kind, validate = CONFIGS[config]
+                rows.append(row(
+                    NAME, f"batch {batch}, {config}", device, args.quick or args.smoke,
+                    batch=batch,
+                    config=config,
+                    elbo=elbo_cls.__name__,
+                    optimizer="pyro.optim.Adam" if optim_kind == "pyro" else "torch.optim.Adam",
+                    validation=validate,
+                    ratio=timing["ratio"],
+                    ratio_q25=timing["ratio_q25"],
+                    ratio_q75=timing["ratio_q75"],
+                    pyro_lvm_ms=timing["a_ms"],
+                    plain_ms=timing["b_ms"],
+                    pairs=timing["pairs"],
+                    target=TARGET.get(device.type),
+                    **check,
+                ))
+                print(f"{NAME} batch {batch:5d} {config:22s} ratio {timing['ratio']:.3f} "
+                      f"({timing['a_ms']:.2f} ms vs {timing['b_ms']:.2f} ms)", flush=True)
+                pyro.clear_param_store()
+    finally:
+        pyro.enable_validation(validation_before)
+    path = write_results(NAME, rows, args.out)
+    print(f"wrote {path}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
