@@ -6,16 +6,21 @@ files raises :class:`MissingDataError` naming the folder, the files and how to g
 
 from pyro_lvm.data._root import DATA_ENV_VAR, MissingDataError, resolve_root
 from pyro_lvm.data.binarize import dynamic_binarize
+from pyro_lvm.data.cifar import CIFAR10_CLASSES, load_cifar10_subset
 from pyro_lvm.data.digits import load_digits
 from pyro_lvm.data.mnist import load_binarized_mnist, load_mnist, read_idx, write_idx
+from pyro_lvm.data.shapes import make_shapes
 
 __all__ = [
+    "CIFAR10_CLASSES",
     "DATA_ENV_VAR",
     "MissingDataError",
     "dynamic_binarize",
     "load_binarized_mnist",
+    "load_cifar10_subset",
     "load_digits",
     "load_mnist",
+    "make_shapes",
     "read_idx",
     "resolve_root",
     "write_idx",
