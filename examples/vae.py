@@ -7,6 +7,12 @@ test log-likelihood and bits/dim, with figures.
     python examples/vae.py                      # 8x8 digits bundled with scikit-learn (offline)
     python examples/vae.py --quick              # the same, in a few seconds
     python examples/vae.py --dataset mnist --data-dir DIR --epochs 50
+    python examples/vae.py --guide iaf --loss iwae --particles 5   # any family, either objective
+
+Guide families (``--guide``): normal, mvn, lowrank, iaf, delta (the hard ELBO:
+rate-distortion, not a bound), local (per-example parameters, non-amortized SVI)
+and semi (encoder + ``--refine-steps`` SGD steps per example). Every run also
+reports the amortization gap and the number of active latent units.
 
 Writes ``metrics.json``, ``samples.png``, ``reconstructions.png``, ``training_curve.png``
 (and ``latent_scatter.png`` for a 2-D latent) into ``--out``.
@@ -26,10 +32,20 @@ from pyro import poutine
 import pyro_lvm
 from pyro_lvm import runs
 from pyro_lvm.data import dynamic_binarize, load_binarized_mnist, load_digits, load_mnist
-from pyro_lvm.guides import GUIDE_FAMILIES, make_guide
-from pyro_lvm.infer import bits_per_dim, importance_log_likelihood, linear_warmup, per_example_elbo, train
+from pyro_lvm.guides import GUIDE_FAMILIES, AmortizedDelta, AmortizedGuide, LocalGuide, make_guide, optimize_local_params
+from pyro_lvm.infer import (
+    active_units,
+    amortization_gap,
+    bits_per_dim,
+    importance_log_likelihood,
+    linear_warmup,
+    per_example_elbo,
+    posterior_means,
+    train,
+)
 from pyro_lvm.models import DeepLatentGaussian
 
+DELTA_SCALES = (0.01, 0.03, 0.1, 0.3, 1.0)  # candidate proposal scales around a point encoder's z
 DATASET_DEFAULTS = {  # z_dim, epochs, batch size: a run of a few minutes on a laptop CPU
     "digits": dict(z_dim=2, epochs=300, batch_size=100),
     "mnist": dict(z_dim=50, epochs=20, batch_size=100),
@@ -48,6 +64,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="elbo: Trace ELBO with the analytic KL where available; iwae: importance-weighted bound "
                    "(RenyiELBO, alpha=0) with --particles samples (default: elbo)")
     p.add_argument("--particles", type=int, default=1, help="samples per example in the training objective (default: 1)")
+    p.add_argument("--rank", type=int, default=2, help="lowrank guide: columns of the covariance factor (default: 2)")
+    p.add_argument("--flows", type=int, default=2, help="iaf guide: number of IAF layers (default: 2)")
+    p.add_argument("--refine-steps", type=int, default=5, help="semi guide: SGD refinement steps per example and call (default: 5)")
+    p.add_argument("--refine-lr", type=float, default=1e-2, help="semi guide: SGD learning rate of the refinement (default: 0.01)")
+    p.add_argument("--local-steps", type=int, default=500,
+                   help="local guide: Adam steps fitting the test examples' parameters with the model fixed (default: 500)")
+    p.add_argument("--gap-examples", type=int, default=100,
+                   help="test examples for the amortization gap (per-example optimized ELBO minus the encoder's) (default: 100)")
+    p.add_argument("--gap-steps", type=int, default=300, help="Adam steps of the amortization gap's per-example optimization (default: 300)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: per dataset, see DATASET_DEFAULTS)")
     p.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: 100)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
@@ -73,6 +98,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.quick:
         args.eval_samples = min(args.eval_samples, 100)
         args.eval_examples = min(args.eval_examples or 200, 200)
+        args.gap_examples, args.gap_steps = min(args.gap_examples, 50), min(args.gap_steps, 100)
+        args.local_steps = min(args.local_steps, 200)
+    if args.guide == "delta" and args.loss == "iwae":
+        p.error("--guide delta has no density (it trains the hard ELBO); --loss iwae needs a guide with one")
+    for flag in ("particles", "rank", "flows", "eval_samples", "gap_examples"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     return args
 
 
@@ -103,6 +135,43 @@ def make_loss(args):
     return pyro.infer.TraceMeanField_ELBO(num_particles=args.particles, vectorize_particles=args.particles > 1, max_plate_nesting=1)
 
 
+def build_guide(args, model: DeepLatentGaussian, data_dim: int, num_train: int):
+    """The ``--guide`` family with this run's encoder architecture and family options."""
+    encoder = dict(hidden_dims=args.hidden, activation=args.activation)
+    options = {
+        "lowrank": dict(encoder, rank=args.rank),
+        "iaf": dict(encoder, num_flows=args.flows),
+        "semi": dict(encoder, model=model.model, refine_steps=args.refine_steps, refine_lr=args.refine_lr),
+        "local": dict(num_examples=num_train),
+    }.get(args.guide, encoder)
+    return make_guide(args.guide, data_dim, args.z_dim, **options)
+
+
+def test_guide(args, model: DeepLatentGaussian, guide, x: torch.Tensor):
+    """The proposal ``q(z | x)`` for the test examples ``x``: the guide itself, except for ``local``,
+    whose rows belong to training examples: there, new rows fitted to ``x`` with the model fixed."""
+    if args.guide != "local":
+        return guide
+    family = guide.family
+    start = LocalGuide.initial(family, len(x)).params
+    fitted = [
+        optimize_local_params(model.model, family, tuple(p[i : i + 1000] for p in start), x[i : i + 1000],
+                              steps=args.local_steps, lr=1e-2, num_particles=4)
+        for i in range(0, len(x), 1000)
+    ]
+    return LocalGuide(family, tuple(torch.cat(ps) for ps in zip(*fitted)))
+
+
+def likelihood_proposal(model: DeepLatentGaussian, guide, x: torch.Tensor):
+    """The importance proposal for log p(x): the guide, or for a point guide the Gaussian around its point
+    whose scale (from a grid) gives the highest ELBO on ``x``; returns (proposal, description)."""
+    if not isinstance(guide, AmortizedDelta):
+        return guide, "the guide"
+    scores = {s: per_example_elbo(model.model, guide.proposal(s), x, num_samples=20).mean().item() for s in DELTA_SCALES}
+    scale = max(scores, key=scores.get)
+    return guide.proposal(scale), f"N(point, {scale}^2 I), scale chosen by ELBO from {list(DELTA_SCALES)}"
+
+
 @torch.no_grad()
 def encode(guide, x: torch.Tensor) -> torch.Tensor:
     """One draw of z ~ q(z | x) per example, shape (N, z_dim)."""
@@ -111,6 +180,7 @@ def encode(guide, x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def save_figures(out, model, guide, history, x_test, y_test, side, args) -> list[str]:
+    """Figures for the test examples ``x_test`` (those ``guide`` covers) into ``out``; returns their names."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,8 +197,9 @@ def save_figures(out, model, guide, history, x_test, y_test, side, args) -> list
 
     written = ["samples.png", "reconstructions.png", "training_curve.png"]
     grid(model.sample(64), 8, 8, written[0], "samples: mean of p(x | z), z ~ N(0, I)")
+    z_test = encode(guide, x_test)  # all at once: a local guide's rows are the test examples in order
     x = x_test[:10]
-    recon = model.likelihood_dist(encode(guide, x)).mean
+    recon = model.likelihood_dist(z_test[:10]).mean
     grid(torch.cat([x, recon]), 2, 10, written[1], "top: test images; bottom: mean of p(x | z), z ~ q(z | x)")
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -146,7 +217,7 @@ def save_figures(out, model, guide, history, x_test, y_test, side, args) -> list
     plt.close(fig)
 
     if args.z_dim == 2:
-        z = encode(guide, x_test).cpu()
+        z = z_test.cpu()
         fig, ax = plt.subplots(figsize=(5, 5))
         sc = ax.scatter(z[:, 0], z[:, 1], c=None if y_test is None else y_test, cmap="tab10", s=6)
         if y_test is not None:
@@ -169,16 +240,17 @@ def main(argv=None) -> dict:
     pyro.clear_param_store()
     bias = DeepLatentGaussian.output_bias_from_data(x_train)
     model = DeepLatentGaussian(data_dim, args.z_dim, args.hidden, args.activation, output_bias=bias)
-    guide = make_guide(args.guide, data_dim, args.z_dim, hidden_dims=args.hidden, activation=args.activation)
+    guide = build_guide(args, model, data_dim, len(x_train))
+    local = args.guide == "local"  # its model and guide calls carry the example ids
     optimizer = pyro.optim.ExponentialLR({"optimizer": torch.optim.Adam, "optim_args": {"lr": args.lr}, "gamma": args.lr_decay})
     n_eval = len(x_test) if args.eval_examples is None else min(args.eval_examples, len(x_test))
     x_eval = x_test[:n_eval].to(device)
 
     t0 = time.perf_counter()
     history = train(
-        model.model, guide, x_train, loss=make_loss(args), optimizer=optimizer, epochs=args.epochs,
+        model.model, guide, (x_train, torch.arange(len(x_train))) if local else x_train, loss=make_loss(args), optimizer=optimizer, epochs=args.epochs,
         batch_size=args.batch_size, device=device, beta=linear_warmup(args.kl_warmup) if args.kl_warmup else 1.0,
-        batch_transform=dynamic_binarize if dynamic else None, val_data=x_eval,
+        batch_transform=dynamic_binarize if dynamic else None, val_data=None if local else x_eval,
         val_every=max(1, args.epochs // 10), checkpoint=args.checkpoint, resume=args.resume,
         progress=not args.no_progress,
     )
@@ -186,11 +258,20 @@ def main(argv=None) -> dict:
 
     model.eval()
     guide.eval()
-    elbo = per_example_elbo(model.model, guide, x_eval, num_samples=10)
+    t0 = time.perf_counter()
+    eval_guide = test_guide(args, model, guide, x_eval)
+    elbo = per_example_elbo(model.model, eval_guide, x_eval, num_samples=10)
+    proposal, proposal_note = likelihood_proposal(model, eval_guide, x_eval[:100])
     ll = torch.cat([
-        importance_log_likelihood(model.model, guide, chunk, num_samples=args.eval_samples, chunk_size=max(1, 20000 // len(chunk)))
+        importance_log_likelihood(model.model, proposal, chunk, num_samples=args.eval_samples, chunk_size=max(1, 20000 // len(chunk)))
         for chunk in x_eval.split(500)
     ])
+    gap = None
+    if isinstance(guide, AmortizedGuide):  # local has no encoder, hence no amortization gap
+        gap = amortization_gap(model.model, guide, x_eval[: args.gap_examples], steps=args.gap_steps)
+    units, unit_variances = active_units(posterior_means(eval_guide, x_eval))
+    eval_seconds = time.perf_counter() - t0
+    is_bound = getattr(guide, "is_bound", True)
     metrics = {
         "dataset": args.dataset,
         "guide": args.guide,
@@ -201,13 +282,26 @@ def main(argv=None) -> dict:
         "epochs": args.epochs,
         "train_examples": len(x_train),
         "test_examples": n_eval,
+        "objective": ("hard ELBO (rate-distortion: no entropy term; not a bound on log p(x))" if not is_bound
+                      else "ELBO" if args.loss == "elbo" else f"IWAE bound, K={args.particles}"),
         "test_elbo": elbo.mean().item(),
+        "test_elbo_is_bound": is_bound,
+        "test_nll": -ll.mean().item(),
         "test_log_likelihood": ll.mean().item(),
         "test_log_likelihood_stderr": (ll.std() / math.sqrt(len(ll))).item() if len(ll) > 1 else None,
         "eval_samples": args.eval_samples,
+        "likelihood_proposal": proposal_note,
+        "amortization_gap": None if gap is None else gap["gap"],
+        "gap_encoder_elbo": None if gap is None else gap["encoder_elbo"],
+        "gap_optimized_elbo": None if gap is None else gap["optimized_elbo"],
+        "gap_examples": None if gap is None else min(args.gap_examples, n_eval),
+        "active_units": units,
+        "latent_mean_variances": unit_variances,
         "bits_per_dim": bits_per_dim(ll.mean().item(), data_dim),
         "train_seconds": train_seconds,
         "seconds_per_epoch": train_seconds / max(1, len(history.epochs)),
+        "examples_per_second": len(x_train) * len(history.epochs) / train_seconds,
+        "eval_seconds": eval_seconds,
         "device": str(device),
         "device_name": runs.device_name(device),
         "torch": torch.__version__,
@@ -216,12 +310,15 @@ def main(argv=None) -> dict:
         "seed": args.seed,
         "history": history.epochs,
     }
-    metrics["figures"] = save_figures(out, model, guide, history, x_test.to(device), y_test, side, args)
+    metrics["figures"] = save_figures(
+        out, model, eval_guide, history, x_eval, None if y_test is None else y_test[:n_eval], side, args
+    )
     runs.write_json(metrics, out / "metrics.json")
+    gap_text = "n/a (no encoder)" if gap is None else f"{gap['gap']:.2f} nats"
     print(
-        f"test ELBO {metrics['test_elbo']:.2f} nats, test log p(x) {metrics['test_log_likelihood']:.2f} nats "
+        f"test {'hard ELBO' if not is_bound else 'ELBO'} {metrics['test_elbo']:.2f} nats, test log p(x) {metrics['test_log_likelihood']:.2f} nats "
         f"(k={args.eval_samples}, {n_eval} images), {metrics['bits_per_dim']:.4f} bits/dim, "
-        f"{metrics['seconds_per_epoch']:.2f} s/epoch"
+        f"{metrics['seconds_per_epoch']:.2f} s/epoch; amortization gap {gap_text}, {units}/{args.z_dim} active units"
     )
     print(f"wrote metrics.json and {len(metrics['figures'])} figures to {out.resolve()}")
     return metrics

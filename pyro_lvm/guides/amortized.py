@@ -2,8 +2,12 @@
 
 A guide here is not tied to one model: it names the latent site it covers
 (``site``), which argument of the model call is the observation (``obs_arg``), and
-the data plate (``plate``, ``plate_dim``). Subclasses only say which distribution
-the encoder's features parameterize (:meth:`AmortizedGuide.distribution`).
+the data plate (``plate``, ``plate_dim``). Subclasses say which per-example
+variational parameters the encoder outputs (:meth:`AmortizedGuide.local_params`)
+and which distribution they parameterize (:meth:`AmortizedGuide.distribution_from`);
+the split lets the same family be used non-amortized (per-example parameters,
+:class:`~pyro_lvm.guides.LocalGuide`) or refined per example
+(:class:`~pyro_lvm.guides.SemiAmortized`, the amortization gap).
 """
 
 from __future__ import annotations
@@ -57,14 +61,26 @@ class AmortizedGuide(PyroModule):
             ) from None
         return flatten_examples(x, self.input_dim, name=f"observed argument {self.obs_arg!r}")
 
+    def local_params(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The encoder's per-example variational parameters for x (N, input_dim): tensors with N rows."""
+        raise NotImplementedError
+
+    def distribution_from(self, params: tuple[torch.Tensor, ...]) -> dist.Distribution:
+        """``q(z)`` from per-example parameters with N rows: batch shape (N,), event shape (latent_dim,)."""
+        raise NotImplementedError
+
     def distribution(self, x: torch.Tensor) -> dist.Distribution:
         """``q(z | x)`` for x of shape (N, input_dim): batch shape (N,), event shape (latent_dim,)."""
-        raise NotImplementedError
+        return self.distribution_from(self.local_params(x))
+
+    def sample_from(self, q: dist.Distribution, num_examples: int) -> torch.Tensor:
+        """Sample the latent site from ``q`` (batch shape (N,)) inside the data plate."""
+        with pyro.plate(self.plate, num_examples, dim=self.plate_dim):
+            return pyro.sample(self.site, q)
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
         x = self.observed(args, kwargs)
-        with pyro.plate(self.plate, x.shape[0], dim=self.plate_dim):
-            return pyro.sample(self.site, self.distribution(x))
+        return self.sample_from(self.distribution(x), x.shape[0])
 
 
 class AmortizedNormal(AmortizedGuide):
@@ -85,6 +101,10 @@ class AmortizedNormal(AmortizedGuide):
         super().__init__(input_dim, latent_dim, **site_kwargs)
         self.encoder = MLP(input_dim, hidden_dims, 2 * latent_dim, activation)
 
-    def distribution(self, x: torch.Tensor) -> dist.Distribution:
-        loc, raw_scale = self.encoder(x).chunk(2, dim=-1)
+    def local_params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loc, raw_scale)``, each (N, latent_dim); the scale is ``softplus(raw_scale)``."""
+        return tuple(self.encoder(x).chunk(2, dim=-1))
+
+    def distribution_from(self, params: tuple[torch.Tensor, torch.Tensor]) -> dist.Distribution:
+        loc, raw_scale = params
         return dist.Normal(loc, F.softplus(raw_scale) + 1e-5).to_event(1)

@@ -77,15 +77,19 @@ class DeepLatentGaussian(PyroModule):
             return dist.Bernoulli(logits=out).to_event(1)
         return dist.Normal(out, F.softplus(self.raw_scale) + 1e-4).to_event(1)
 
-    def model(self, x: torch.Tensor) -> torch.Tensor:
+    def model(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """The generative story for a batch ``x`` of shape (N, D) or (N, ...) with D values each.
 
         Runs through ``PyroModule.__call__`` so that the decoder's parameters (and ``raw_scale``)
         become ``pyro.param`` sites that SVI trains; calling the story outside it would leave them frozen.
-        """
-        return self(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ``index`` (N,), the examples' ids, is ignored by the model: it is there so that a
+        non-amortized guide (:class:`~pyro_lvm.guides.LocalGuide`), which takes the model's
+        arguments, finds each example's parameters: ``train(model.model, guide, (x, ids))``.
+        """
+        return self(x, index)
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """Same as :meth:`model`."""
         x = flatten_examples(x, self.data_dim)
         with pyro.plate("data", x.shape[0], dim=-1):

@@ -1,0 +1,228 @@
+"""Guide families: each trains without NaN; exactness against closed forms; bookkeeping of local and delta."""
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro import poutine
+
+from pyro_lvm.guides import (
+    GUIDE_FAMILIES,
+    AmortizedDelta,
+    AmortizedNormal,
+    LocalGuide,
+    SemiAmortized,
+    check_guide_sites,
+    make_guide,
+)
+from pyro_lvm.infer import per_example_elbo, train
+from pyro_lvm.models import DeepLatentGaussian
+
+
+class LinearGaussian:
+    """``z ~ N(0, I_d)``, ``x | z ~ N(W z + b, sigma^2 I_D)`` with fixed W, b, sigma; closed-form posterior."""
+
+    def __init__(self, W, b, sigma):
+        self.W, self.b, self.sigma = W, b, sigma
+
+    def model(self, x, index=None):
+        d = self.W.shape[1]
+        with pyro.plate("data", x.shape[0], dim=-1):
+            z = pyro.sample("z", dist.Normal(torch.zeros(d), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z @ self.W.T + self.b, self.sigma).to_event(1), obs=x)
+
+    def log_marginal(self, x):
+        cov = self.W @ self.W.T + self.sigma**2 * torch.eye(self.W.shape[0])
+        return dist.MultivariateNormal(self.b, cov).log_prob(x)
+
+    def posterior(self, x):
+        """Mean (N, d) and precision (d, d) of p(z | x)."""
+        precision = torch.eye(self.W.shape[1]) + self.W.T @ self.W / self.sigma**2
+        mean = torch.linalg.solve(precision, (self.W.T @ (x - self.b).T) / self.sigma**2).T
+        return mean, precision
+
+    def sample(self, n):
+        z = torch.randn(n, self.W.shape[1])
+        return z @ self.W.T + self.b + self.sigma * torch.randn(n, self.W.shape[0])
+
+
+def correlated_linear_gaussian():
+    W = torch.tensor([[1.0, 0.8], [0.9, 1.1], [0.3, -0.5]])
+    return LinearGaussian(W, torch.tensor([0.5, -1.0, 0.2]), 0.5)
+
+
+def small_options(name, model, n):
+    return {"local": dict(num_examples=n), "semi": dict(model=model.model, hidden_dims=(16,), refine_steps=2)}.get(
+        name, dict(hidden_dims=(16,))
+    )
+
+
+@pytest.mark.parametrize("loss", ["elbo", "iwae"])
+@pytest.mark.parametrize("name", sorted(GUIDE_FAMILIES))
+def test_every_family_trains_without_nan(name, loss):
+    if name == "delta" and loss == "iwae":
+        pytest.skip("a point guide has no density for importance weights")
+    x = (torch.rand(60, 12) < torch.linspace(0.1, 0.9, 12)).float()
+    model = DeepLatentGaussian(12, 3, (16,), output_bias=DeepLatentGaussian.output_bias_from_data(x))
+    guide = make_guide(name, 12, 3, **small_options(name, model, len(x)))
+    data = (x, torch.arange(len(x))) if name == "local" else x
+    objective = (
+        pyro.infer.TraceMeanField_ELBO(max_plate_nesting=1) if loss == "elbo"
+        else pyro.infer.RenyiELBO(alpha=0.0, num_particles=3, vectorize_particles=True, max_plate_nesting=1)
+    )
+    history = train(model.model, guide, data, loss=objective, epochs=4, batch_size=20, lr=1e-2, progress=False)
+    losses = torch.tensor(history.step_loss)
+    assert torch.isfinite(losses).all()
+    assert history.epochs[-1]["train_loss"] < history.epochs[0]["train_loss"]
+    args = (x, torch.arange(len(x))) if name == "local" else (x,)
+    assert torch.isfinite(per_example_elbo(model.model, guide, *args, num_samples=2)).all()
+
+
+def fit_linear_gaussian(guide_name, steps=1500):
+    lg = correlated_linear_gaussian()
+    x = lg.sample(200)
+    guide = make_guide(guide_name, 3, 2, hidden_dims=())  # a linear encoder can output the exact posterior
+    optimizer = pyro.optim.ExponentialLR({"optimizer": torch.optim.Adam, "optim_args": {"lr": 0.03}, "gamma": 0.998})
+    train(lg.model, guide, x, loss=pyro.infer.Trace_ELBO(num_particles=4, vectorize_particles=True, max_plate_nesting=1),
+          optimizer=optimizer, epochs=steps, batch_size=len(x), progress=False)
+    return lg, x, guide
+
+
+def test_mvn_recovers_the_exact_posterior_of_a_linear_gaussian_model():
+    lg, x, guide = fit_linear_gaussian("mvn")
+    elbo = per_example_elbo(lg.model, guide, x, num_samples=50)
+    exact = lg.log_marginal(x)
+    assert (elbo.mean() - exact.mean()).abs() < 0.01
+    mean, precision = lg.posterior(x)
+    q = guide.distribution(x)
+    assert torch.allclose(q.loc, mean, atol=0.02)
+    assert torch.allclose(q.covariance_matrix[0], torch.linalg.inv(precision), atol=0.01)
+
+
+def test_diagonal_normal_cannot_reach_a_correlated_posterior():
+    """The same fit with the diagonal family stops at the mean-field KL, 0.5 (sum log diag(P) - log det P)."""
+    lg, x, guide = fit_linear_gaussian("normal", steps=800)
+    _, precision = lg.posterior(x)
+    mean_field_kl = 0.5 * (precision.diagonal().log().sum() - torch.logdet(precision))
+    gap = (lg.log_marginal(x) - per_example_elbo(lg.model, guide, x, num_samples=50)).mean()
+    assert mean_field_kl > 0.05
+    assert gap == pytest.approx(mean_field_kl.item(), abs=0.02)
+
+
+def test_delta_loss_is_the_hard_elbo_at_the_encoders_point():
+    x = (torch.rand(8, 10) < 0.4).float()
+    model = DeepLatentGaussian(10, 3, (7,))
+    guide = AmortizedDelta(10, 3, hidden_dims=(5,))
+    z = guide.encoder(x)
+    expected = -(model.prior().log_prob(z) + model.likelihood_dist(z).log_prob(x)).sum()
+    for elbo in (pyro.infer.Trace_ELBO(), pyro.infer.TraceMeanField_ELBO()):
+        assert elbo.loss(model.model, guide, x) == pytest.approx(expected.item(), rel=1e-5)
+    assert AmortizedDelta.is_bound is False
+
+
+def test_local_guide_keeps_each_examples_parameters_across_shuffled_minibatches():
+    x = torch.randn(10, 3)
+    guide = make_guide("local", 3, 2, num_examples=10)
+    with torch.no_grad():
+        guide.params[0].copy_(torch.arange(20.0).reshape(10, 2))
+    perm = torch.randperm(10)[:4]
+    trace = poutine.trace(guide).get_trace(x[perm], perm)
+    assert torch.equal(trace.nodes["z"]["fn"].base_dist.loc, guide.params[0][perm])
+
+    # one plain SGD step on a minibatch moves exactly that minibatch's rows
+    lg = correlated_linear_gaussian()
+    before = [p.detach().clone() for p in guide.params]
+    loss = pyro.infer.Trace_ELBO().differentiable_loss(lg.model, guide, x[perm], perm)
+    grads = torch.autograd.grad(loss, list(guide.params))
+    moved = [(g.abs().sum(-1) > 0) for g in grads]
+    expected = torch.zeros(10, dtype=torch.bool)
+    expected[perm] = True
+    assert all(torch.equal(m, expected) for m in moved)
+    assert all(torch.equal(b, p) for b, p in zip(before, guide.params))
+
+
+def test_local_guide_trained_on_shuffled_minibatches_reaches_each_examples_mean_field_optimum():
+    """Mean-field optimum of a Gaussian posterior N(m, P^-1): loc = m, scale = diag(P)^(-1/2)."""
+    lg = correlated_linear_gaussian()
+    x = lg.sample(40)
+    guide = make_guide("local", 3, 2, num_examples=40)
+    optimizer = pyro.optim.ClippedAdam({"lr": 0.1, "lrd": 0.997})
+    loss = pyro.infer.TraceMeanField_ELBO(num_particles=16, vectorize_particles=True, max_plate_nesting=1)
+    train(lg.model, guide, (x, torch.arange(40)), loss=loss, optimizer=optimizer, epochs=200, batch_size=10, progress=False)
+    mean, precision = lg.posterior(x)
+    q = guide.family.distribution_from(tuple(guide.params)).base_dist
+    # SVI noise leaves errors of a few hundredths; rows mixed up between examples would be off by ~1
+    assert (q.loc - mean).abs().mean() < 0.03 and (q.loc - mean).abs().max() < 0.15
+    assert (mean - mean.mean(0)).abs().mean() > 0.5
+    assert torch.allclose(q.scale.mean(0), precision.diagonal().rsqrt(), atol=0.01)
+    assert torch.allclose(q.scale, precision.diagonal().rsqrt().expand(40, 2), atol=0.06)
+
+
+def test_local_guide_rejects_bad_ids():
+    guide = make_guide("local", 3, 2, num_examples=10)
+    x = torch.randn(4, 3)
+    with pytest.raises(ValueError, match="ids"):
+        guide(x)  # 4 examples but 10 rows and no ids
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        guide(x, torch.tensor([0, 1, 2, 10]))
+
+
+def test_semi_amortized_refinement_raises_the_elbo():
+    lg = correlated_linear_gaussian()
+    x = lg.sample(100)
+    encoder = AmortizedNormal(3, 2, hidden_dims=())
+    semi = SemiAmortized(encoder, lg.model, refine_steps=20, refine_lr=0.05)
+    plain = per_example_elbo(lg.model, encoder, x, num_samples=200).mean()
+    refined = per_example_elbo(lg.model, semi, x, num_samples=200).mean()
+    assert refined > plain + 1.0
+    assert refined <= lg.log_marginal(x).mean() + 0.05
+
+
+def test_iwae_with_one_particle_equals_the_elbo():
+    x = (torch.rand(16, 10) < 0.5).float()
+    model = DeepLatentGaussian(10, 3, (7,))
+    guide = make_guide("iaf", 10, 3, hidden_dims=(8,), context_dim=4)
+    pyro.set_rng_seed(3)
+    iwae = pyro.infer.RenyiELBO(alpha=0.0, num_particles=1, max_plate_nesting=1).loss(model.model, guide, x)
+    pyro.set_rng_seed(3)
+    elbo = pyro.infer.Trace_ELBO(max_plate_nesting=1).loss(model.model, guide, x)
+    assert iwae == pytest.approx(elbo, rel=1e-5)
+
+
+def test_unknown_guide_name_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown guide 'nope'.*'delta', 'iaf', 'local', 'lowrank', 'mvn', 'normal', 'semi'"):
+        make_guide("nope", 4, 2)
+
+
+@pytest.mark.parametrize("name, missing", [("local", "num_examples"), ("semi", "model")])
+def test_families_name_their_required_options(name, missing):
+    with pytest.raises(ValueError, match=missing):
+        make_guide(name, 4, 2)
+
+
+def test_guide_on_a_model_without_its_site_names_the_sites_that_exist():
+    def model(x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            w = pyro.sample("w", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            pyro.sample("obs", dist.Normal(w.sum(-1, keepdim=True).expand(-1, 3), 1.0).to_event(1), obs=x)
+
+    x = torch.randn(5, 3)
+    with pytest.raises(ValueError, match=r"samples 'z'.*latent sites are \['w'\].*observed sites \['obs'\]"):
+        check_guide_sites(model, AmortizedNormal(3, 2, hidden_dims=(4,)), x)
+    with pytest.raises(ValueError, match=r"model observes 'obs'"):
+        check_guide_sites(model, AmortizedNormal(3, 2, hidden_dims=(4,), site="obs"), x)
+    check_guide_sites(model, AmortizedNormal(3, 2, hidden_dims=(4,), site="w"), x)  # the right site: no error
+
+
+def test_family_options_are_checked():
+    with pytest.raises(ValueError, match="rank"):
+        make_guide("lowrank", 4, 2, rank=0)
+    with pytest.raises(ValueError, match="num_flows"):
+        make_guide("iaf", 4, 2, num_flows=0)
+    with pytest.raises(ValueError, match="refine_steps"):
+        SemiAmortized(AmortizedNormal(4, 2), lambda x: None, refine_steps=-1)
+    with pytest.raises(ValueError, match="scale"):
+        AmortizedDelta(4, 2).proposal(0.0)
+    assert isinstance(make_guide("local", 4, 2, num_examples=3), LocalGuide)
