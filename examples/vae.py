@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import resource
 import time
 
 import pyro
@@ -172,6 +173,13 @@ def likelihood_proposal(model: DeepLatentGaussian, guide, x: torch.Tensor):
     return guide.proposal(scale), f"N(point, {scale}^2 I), scale chosen by ELBO from {list(DELTA_SCALES)}"
 
 
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this run in MiB: CUDA memory allocated by torch, or on CPU the process's peak resident set."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
 @torch.no_grad()
 def encode(guide, x: torch.Tensor) -> torch.Tensor:
     """One draw of z ~ q(z | x) per example, shape (N, z_dim)."""
@@ -233,6 +241,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     runs.set_seed(args.seed)
     device = runs.resolve_device(args.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     out = runs.output_dir(args.out)
     x_train, x_test, y_test, side, dynamic = load_data(args)
     data_dim = x_train.shape[1]
@@ -302,6 +312,7 @@ def main(argv=None) -> dict:
         "seconds_per_epoch": train_seconds / max(1, len(history.epochs)),
         "examples_per_second": len(x_train) * len(history.epochs) / train_seconds,
         "eval_seconds": eval_seconds,
+        "peak_memory_mb": peak_memory_mb(device),
         "device": str(device),
         "device_name": runs.device_name(device),
         "torch": torch.__version__,

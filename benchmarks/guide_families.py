@@ -1,0 +1,179 @@
+"""Guide families for the deep latent Gaussian model, compared at one architecture, data set and budget.
+
+Every case trains ``examples/vae.py`` (same model, encoder sizes, data, epochs, batch size,
+learning-rate schedule and seed) with one guide family and objective, in its own process,
+and reads back its ``metrics.json``: test ELBO (the hard ELBO for ``delta``, which is not a
+bound), test NLL by importance sampling (nats, positive), amortization gap, active units,
+seconds per epoch, examples per second and peak memory (CUDA: torch's peak allocation; CPU:
+the process's peak resident set).
+
+Writes ``OUT/guide_families_<device>.json`` (rows from other devices kept), a Markdown table
+beside it and ``OUT/guide_families_<device>.png`` (test NLL against training wall clock).
+
+    python benchmarks/guide_families.py --quick                  # CPU, 8x8 digits, a few minutes
+    python benchmarks/guide_families.py --device cuda            # MNIST, Burda et al.'s 784-200-200-50
+    python benchmarks/guide_families.py --device cuda --dataset binarized_mnist --cases normal:elbo normal:iwae
+
+The full configuration is the IWAE paper's one-layer model (Burda, Grosse and
+Salakhutdinov, 2015, Table 1: VAE 86.76 nats, IWAE k=50 84.78 nats, test NLL with k=5000
+on dynamically binarized MNIST) with a shorter schedule: batch 100, Adam 1e-3 decayed by
+``--lr-decay`` per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import markdown_table, parser, row, setup, write_results  # noqa: E402
+
+__all__ = ["CASES", "main", "plot", "run_case"]
+
+NAME = "guide_families"
+VAE = Path(__file__).resolve().parents[1] / "examples" / "vae.py"
+
+#: (guide, loss) pairs of the full comparison; every family with the ELBO, the IWAE bound for two.
+CASES = [
+    ("normal", "elbo"), ("mvn", "elbo"), ("lowrank", "elbo"), ("iaf", "elbo"), ("delta", "elbo"),
+    ("local", "elbo"), ("semi", "elbo"), ("normal", "iwae"), ("iaf", "iwae"),
+]
+#: Settings per size: data set, latent size, epochs, batch, lr decay, IWAE particles, evaluation.
+CONFIGS = {
+    "full": dict(dataset="mnist", z_dim=50, epochs=300, batch_size=100, lr_decay=0.99, particles=50,
+                 eval_samples=5000, eval_examples=None, gap_examples=500, gap_steps=300),
+    "quick": dict(dataset="digits", z_dim=8, epochs=40, batch_size=100, lr_decay=0.98, particles=5,
+                  eval_samples=500, eval_examples=None, gap_examples=100, gap_steps=100),
+    "smoke": dict(dataset="digits", z_dim=4, epochs=2, batch_size=100, lr_decay=1.0, particles=2,
+                  eval_samples=20, eval_examples=50, gap_examples=10, gap_steps=5),
+}
+TABLE_COLUMNS = [
+    "case", "device", "dataset", "epochs", "test_elbo", "test_nll", "bits_per_dim", "amortization_gap",
+    "active_units", "seconds_per_epoch", "examples_per_second", "peak_memory_mb",
+]
+
+
+def run_case(guide: str, loss: str, config: dict, args, out_dir: Path) -> dict:
+    """Train and evaluate one case with ``examples/vae.py`` in a fresh process; returns its metrics."""
+    cmd = [
+        sys.executable, str(VAE), "--guide", guide, "--loss", loss, "--dataset", config["dataset"],
+        "--z-dim", str(config["z_dim"]), "--hidden", *map(str, args.hidden), "--epochs", str(config["epochs"]),
+        "--batch-size", str(config["batch_size"]), "--lr", str(args.lr), "--lr-decay", str(config["lr_decay"]),
+        "--particles", str(config["particles"] if loss == "iwae" else 1), "--eval-samples", str(config["eval_samples"]),
+        "--gap-examples", str(config["gap_examples"]), "--gap-steps", str(config["gap_steps"]),
+        "--device", args.device, "--seed", str(args.seed), "--out", str(out_dir), "--no-progress",
+    ]
+    if config["eval_examples"] is not None:
+        cmd += ["--eval-examples", str(config["eval_examples"])]
+    if args.data_dir is not None:
+        cmd += ["--data-dir", args.data_dir]
+    env = dict(os.environ)
+    if args.threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
+    print(f"-- {guide} + {loss}: {' '.join(cmd[2:])}", flush=True)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"examples/vae.py failed for {guide} + {loss} (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    print(done.stdout.strip().splitlines()[-2], flush=True)
+    return json.loads((out_dir / "metrics.json").read_text())
+
+
+def plot(rows: list[dict], histories: dict[str, list[dict]], path: Path) -> Path:
+    """Left: test NLL against training wall clock, one point per case. Right: the test loss during training."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for r in rows:
+        left.scatter(r["train_seconds"], r["test_nll"], marker="x" if r["loss"] == "iwae" else "o")
+        left.annotate(r["case"], (r["train_seconds"], r["test_nll"]), fontsize=8, xytext=(4, 2), textcoords="offset points")
+        epochs = [e for e in histories.get(r["case"], []) if e.get("val_loss") is not None]
+        if epochs:
+            seconds = torch.tensor([e["seconds"] for e in histories[r["case"]]]).cumsum(0)
+            right.plot([seconds[e["epoch"]].item() for e in epochs], [e["val_loss"] for e in epochs], "o-", ms=3, label=r["case"])
+    left.set_xlabel("training wall clock (s)")
+    left.set_ylabel("test NLL (nats), importance sampled")
+    left.set_title(f"{rows[0]['dataset']} on {rows[0]['device_name']}", fontsize=9)
+    right.set_xlabel("training wall clock (s)")
+    right.set_ylabel("test loss (nats)")
+    right.set_title("training objective on the test examples (-ELBO, -IWAE bound or -hard ELBO)", fontsize=9)
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = parser(NAME, __doc__.split("\n\n")[0])
+    p.add_argument("--dataset", choices=("digits", "mnist", "binarized_mnist"), default=None,
+                   help="data set (default: mnist, dynamically binarized; digits under --quick/--smoke)")
+    p.add_argument("--data-dir", default=None, help="folder with mnist/ or binarized_mnist/ (default: $PYRO_LVM_DATA)")
+    p.add_argument("--cases", nargs="+", default=None, metavar="GUIDE:LOSS",
+                   help="cases to run, e.g. normal:elbo iaf:iwae (default: every family with elbo, normal and iaf with iwae)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs of every case (default: 300; 40 under --quick)")
+    p.add_argument("--particles", type=int, default=None, help="IWAE particles K (default: 50; 5 under --quick)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    p.add_argument("--lr-decay", type=float, default=None, help="learning-rate factor per epoch (default: 0.99; 0.98 under --quick)")
+    p.add_argument("--hidden", type=int, nargs="+", default=[200, 200], help="encoder and decoder hidden sizes (default: 200 200)")
+    p.add_argument("--keep-runs", default=None, help="keep each case's vae.py output folder (figures, metrics.json) under this folder")
+    args = p.parse_args(argv)
+    device = setup(args)
+    size = "smoke" if args.smoke else "quick" if args.quick else "full"
+    config = dict(CONFIGS[size])
+    for key in ("dataset", "epochs", "particles", "lr_decay"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    cases = CASES if args.cases is None else [tuple(c.split(":", 1)) for c in args.cases]
+    if size == "smoke" and args.cases is None:
+        cases = [("normal", "elbo"), ("local", "elbo")]
+    for case in cases:
+        if len(case) != 2 or case[1] not in ("elbo", "iwae"):
+            raise ValueError(f"--cases takes GUIDE:LOSS with LOSS elbo or iwae, got {':'.join(case)!r}")
+
+    rows, histories = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        runs_root = Path(args.keep_runs) if args.keep_runs else Path(tmp)
+        for guide, loss in cases:
+            m = run_case(guide, loss, config, args, runs_root / f"{guide}_{loss}")
+            case = f"{guide}+{loss}" + (f"(K={m['particles']})" if loss == "iwae" else "")
+            histories[case] = m["history"]
+            rows.append(row(
+                NAME, case, device, args.quick or args.smoke,
+                threads=args.threads or None, clock="wall (perf_counter) inside the training loop",
+                guide=guide, loss=loss, particles=m["particles"], dataset=m["dataset"], epochs=m["epochs"],
+                batch_size=config["batch_size"], lr=args.lr, lr_decay=config["lr_decay"], z_dim=m["z_dim"],
+                hidden=m["hidden"], objective=m["objective"], test_elbo=m["test_elbo"],
+                test_elbo_is_bound=m["test_elbo_is_bound"], test_nll=m["test_nll"], bits_per_dim=m["bits_per_dim"],
+                eval_samples=m["eval_samples"], test_examples=m["test_examples"], likelihood_proposal=m["likelihood_proposal"],
+                amortization_gap=m["amortization_gap"], gap_examples=m["gap_examples"], active_units=m["active_units"],
+                train_seconds=m["train_seconds"], seconds_per_epoch=m["seconds_per_epoch"],
+                examples_per_second=m["examples_per_second"], peak_memory_mb=m["peak_memory_mb"],
+            ))
+    name = f"{NAME}_{device.type}"
+    path = write_results(name, rows, args.out)
+    all_rows = json.loads(path.read_text())
+    notes = (
+        f"## {name}\n\n`python benchmarks/guide_families.py {' '.join(argv if argv is not None else sys.argv[1:])}`\n\n"
+        "test_elbo of `delta` is the hard ELBO (rate-distortion objective, no entropy term): not a bound on log p(x); "
+        "its test_nll uses a Gaussian proposal around the point. test_nll: importance sampling with eval_samples "
+        "samples per test example (positive, nats). amortization_gap: per-example optimized ELBO minus the encoder's "
+        "(same family, gap_examples test examples); none for `local`, which has no encoder. Wall-clock figures come "
+        "from a shared machine when the device is a CPU.\n\n"
+    )
+    (path.parent / f"{name}.md").write_text(notes + markdown_table(all_rows, TABLE_COLUMNS))
+    plot(rows, histories, path.parent / f"{name}.png")
+    print(f"wrote {path}, {name}.md and {name}.png")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
