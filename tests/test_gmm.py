@@ -133,6 +133,25 @@ def test_batched_restarts_equal_separate_runs():
         assert torch.allclose(alone.covariances[0], batched.covariances[r], atol=1e-10)
 
 
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_m_step_matches_weighted_numpy_estimates(covariance_type):
+    """Weighted means and centred covariances (also for an empty component: reg_covar only, as scikit-learn)."""
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(50, 3)) + 10.0
+    resp = rng.dirichlet(np.ones(3), size=50)
+    resp[:, 2] = 0.0
+    resp /= resp.sum(1, keepdims=True)
+    weights, means, covs, _ = m_step(torch.as_tensor(X), torch.as_tensor(resp)[None], covariance_type, 1e-6)
+    for k in range(3):
+        nk = resp[:, k].sum() + 10 * np.finfo(float).eps
+        mu = resp[:, k] @ X / nk
+        full = (resp[:, k, None] * (X - mu)).T @ (X - mu) / nk + 1e-6 * np.eye(3)
+        expected = {"full": full, "diag": np.diag(full), "spherical": np.diag(full).mean()}[covariance_type]
+        assert np.allclose(means[0, k].numpy(), mu, atol=1e-12)
+        assert np.allclose(covs[0, k].numpy(), expected, atol=1e-10)
+    assert np.allclose(weights[0].numpy(), (resp.sum(0) + 10 * np.finfo(float).eps) / 50)
+
+
 def test_svi_reaches_the_em_maximum_likelihood():
     X = blobs(3, n=40)
     em = GaussianMixture(3, "full", random_state=0, tol=1e-8, max_iter=500).fit(X)

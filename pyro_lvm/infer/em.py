@@ -35,8 +35,8 @@ __all__ = [
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "identity")
 
-# Rows of X per chunk are chosen so that one (R, K, rows, D) temporary stays below this many elements.
-_CHUNK_ELEMENTS = 1 << 24
+# Rows of X per chunk: one (rows, R, K, D) temporary stays below this many elements (cache-sized blocks).
+_CHUNK_ELEMENTS = 1 << 18
 
 
 def precision_cholesky(covariances: torch.Tensor | None, covariance_type: str) -> torch.Tensor | None:
@@ -94,11 +94,13 @@ def log_joint(
     if covariance_type == "full":
         log_det = prec_chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (R, K)
         mu_p = (means.unsqueeze(-2) @ prec_chol).squeeze(-2)  # (R, K, D)
-        maha = torch.empty(R, K, N, dtype=X.dtype, device=X.device)
+        # one GEMM for all restarts and components: X (n, D) @ [P_rk] (D, R K D)
+        p_all = prec_chol.permute(2, 0, 1, 3).reshape(D, R * K * D)
+        maha = torch.empty(N, R, K, dtype=X.dtype, device=X.device)
         for rows in _row_chunks(N, R * K * D):
-            y = X[rows] @ prec_chol - mu_p.unsqueeze(-2)  # (R, K, n, D)
-            maha[:, :, rows] = y.square().sum(-1)
-        maha = maha.mT
+            y = (X[rows] @ p_all).view(-1, R, K, D).sub_(mu_p)  # (n, R, K, D)
+            maha[rows] = torch.linalg.vector_norm(y, dim=-1).square_()
+        maha = maha.permute(1, 0, 2)  # (R, N, K), a view
     else:
         if covariance_type == "identity":
             prec = torch.ones_like(means)
@@ -110,12 +112,13 @@ def log_joint(
             prec = prec_chol.square().unsqueeze(-1).expand_as(means)
             log_det = D * prec_chol.log()
         # sum_d prec_kd (x_nd - mu_kd)^2 expanded into matrix products, as scikit-learn does
-        maha = (
-            (means.square() * prec).sum(-1).unsqueeze(-2)
-            - 2.0 * X @ (means * prec).mT
-            + X.square() @ prec.mT
-        )  # (R, N, K)
-    return const + log_det.unsqueeze(-2) - 0.5 * maha + weights.log().unsqueeze(-2)
+        maha = torch.baddbmm(
+            (means.square() * prec).sum(-1).unsqueeze(-2),  # (R, 1, K)
+            X.square().expand(R, N, D),
+            prec.mT,
+        ).baddbmm_(X.expand(R, N, D), (means * prec).mT, alpha=-2.0)  # (R, N, K)
+    bias = const + log_det + weights.log()  # (R, K)
+    return maha.mul_(-0.5).add_(bias.unsqueeze(-2))
 
 
 def e_step(log_joint_values: torch.Tensor, hard: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,10 +162,19 @@ def m_step(
     if covariance_type == "identity":
         covariances = None
     elif covariance_type == "full":
-        covariances = torch.zeros(R, K, D, D, dtype=X.dtype, device=X.device)
+        # sum_n r_nk (x_n - c)(x_n - c)^T for all restarts and components as one GEMM, about the data
+        # mean c (which keeps the cancellation in the centring below small), then centred on mu_k
+        centre = X.mean(0)
+        scatter = torch.zeros(R * K * D, D, dtype=X.dtype, device=X.device)
         for rows in _row_chunks(N, R * K * D):
-            diff = X[rows] - means.unsqueeze(-2)  # (R, K, n, D)
-            covariances += (resp[:, rows].mT.unsqueeze(-1) * diff).mT @ diff
+            xc = X[rows] - centre  # (n, D)
+            weighted = resp[:, rows].permute(1, 0, 2).unsqueeze(-1) * xc[:, None, None, :]  # (n, R, K, D)
+            scatter += weighted.reshape(-1, R * K * D).mT @ xc
+        # sum_n r_nk (a_n - b_k)(a_n - b_k)^T with a_n = x_n - c, b_k = mu_k - c, expanded
+        b = means - centre  # (R, K, D)
+        a_sum = resp.mT @ (X - centre)  # (R, K, D)
+        cross = a_sum.unsqueeze(-1) * b.unsqueeze(-2)
+        covariances = scatter.view(R, K, D, D) - cross - cross.mT + counts[..., None, None] * b.unsqueeze(-1) * b.unsqueeze(-2)
         covariances = covariances / nk[..., None, None]
         covariances.diagonal(dim1=-2, dim2=-1).add_(reg_covar)
     else:
