@@ -3,7 +3,10 @@
 Timing is *paired*: the two contenders run alternately (A B, then B A, ...) and each pair
 gives one ratio; the reported ratio is the median over pairs, so load from other processes
 on a shared machine hits both sides of a pair alike and cancels out of the figure. On CUDA
-every timed call is bracketed by ``torch.cuda.synchronize``.
+every timed call is bracketed by ``torch.cuda.synchronize`` and timed by the wall clock. On
+CPU with one torch thread (the default, ``--threads 1``) all the work runs in the calling
+thread, so the clock is that thread's CPU time (``time.thread_time``): other processes
+competing for the cores then slow neither side down in the figures.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pyro_lvm.runs import device_name, output_dir, resolve_device, set_seed, wri
 __all__ = [
     "ID_KEYS",
     "RESULTS_DIR",
+    "clock_name",
     "markdown_table",
     "paired_ratio",
     "parser",
@@ -36,7 +40,7 @@ __all__ = [
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 #: Keys every row carries besides its metrics (what was measured, where, with which versions).
-ID_KEYS = ("benchmark", "case", "device", "device_name", "torch", "pyro", "threads", "quick")
+ID_KEYS = ("benchmark", "case", "device", "device_name", "torch", "pyro", "threads", "clock", "quick")
 
 
 def parser(name: str, description: str) -> argparse.ArgumentParser:
@@ -70,13 +74,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object]:
-    """Seconds one call of ``fn`` takes (CUDA work included), and its result."""
+def clock_name(device: torch.device) -> str:
+    """``"thread_time"`` on CPU with one torch thread, else ``"perf_counter"`` (wall clock)."""
+    return "thread_time" if device.type == "cpu" and torch.get_num_threads() == 1 else "perf_counter"
+
+
+def timed(fn: Callable[[], object], device: torch.device, clock: str | None = None) -> tuple[float, object]:
+    """Seconds one call of ``fn`` takes (CUDA work included), and its result.
+
+    :param clock: a function name in :mod:`time`; default :func:`clock_name` of ``device``.
+    """
+    clock = getattr(time, clock or clock_name(device))
     _sync(device)
-    t0 = time.perf_counter()
+    t0 = clock()
     out = fn()
     _sync(device)
-    return time.perf_counter() - t0, out
+    return clock() - t0, out
 
 
 def paired_ratio(
@@ -85,11 +98,13 @@ def paired_ratio(
     device: torch.device,
     repeats: int = 21,
     warmup: int = 2,
+    clock: str | None = None,
 ) -> dict:
     """Time ``fn_a`` and ``fn_b`` in alternating pairs; ratio = time(a) / time(b).
 
     :param repeats: number of (a, b) pairs; odd pairs run b first, so drift hits both alike.
     :param warmup: untimed calls of each before timing (allocations, caches, JIT, cuDNN).
+    :param clock: as in :func:`timed` (``"perf_counter"`` for work that runs on other threads).
     :returns: ``ratio`` (median of the per-pair ratios), ``ratio_q25`` and ``ratio_q75``
         (its quartiles), ``a_ms`` and ``b_ms`` (median milliseconds per call), ``pairs``.
     """
@@ -101,11 +116,11 @@ def paired_ratio(
     ta, tb = [], []
     for i in range(repeats):
         if i % 2 == 0:
-            ta.append(timed(fn_a, device)[0])
-            tb.append(timed(fn_b, device)[0])
+            ta.append(timed(fn_a, device, clock)[0])
+            tb.append(timed(fn_b, device, clock)[0])
         else:
-            tb.append(timed(fn_b, device)[0])
-            ta.append(timed(fn_a, device)[0])
+            tb.append(timed(fn_b, device, clock)[0])
+            ta.append(timed(fn_a, device, clock)[0])
     ratios = sorted(a / b for a, b in zip(ta, tb))
     q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
     return {
@@ -115,6 +130,7 @@ def paired_ratio(
         "a_ms": 1e3 * statistics.median(ta),
         "b_ms": 1e3 * statistics.median(tb),
         "pairs": repeats,
+        "clock": clock or clock_name(device),
     }
 
 
@@ -128,6 +144,7 @@ def row(benchmark: str, case: str, device: torch.device, quick: bool, **metrics)
         "torch": torch.__version__,
         "pyro": pyro.__version__,
         "threads": torch.get_num_threads() if device.type == "cpu" else None,
+        "clock": clock_name(device),
         "quick": quick,
         "python": platform.python_version(),
         **metrics,

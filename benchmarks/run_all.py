@@ -27,7 +27,7 @@ __all__ = ["BENCHMARKS", "main", "write_report"]
 BENCHMARKS = {
     "svi_overhead": (
         "ratio",
-        ["case", "device", "ratio", "ratio_q25", "ratio_q75", "pyro_lvm_ms", "plain_ms", "target", "loss_rel_diff", "param_max_diff"],
+        ["case", "device", "ratio", "ratio_q25", "ratio_q75", "pyro_lvm_ms", "numpyro_ms", "plain_ms", "target", "loss_rel_diff", "param_max_diff"],
         True,
     ),
     "gmm_em": (

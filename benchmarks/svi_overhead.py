@@ -16,6 +16,12 @@ Each case is a pyro_lvm configuration; ``ratio`` = pyro_lvm step time / plain st
 - ``fast``: and one ``torch.optim.Adam`` over all parameters (``svi_step`` accepts it);
 - ``jit``: ``JitTraceMeanField_ELBO`` with the ``fast`` settings (not in ``--quick``).
 
+A peer row, ``numpyro``, times the same step in NumPyro (``jax.jit`` of ``SVI.update`` with
+``TraceMeanField_ELBO``, stax networks of the same sizes, XLA pinned to one thread with
+``--threads 1``) against the plain PyTorch step, both by the wall clock (JAX computes on
+its own threads); it is skipped, with a note, when NumPyro is not installed
+(``pip install numpyro jax``).
+
 Cases with the analytic KL also check the result: from the same weights and the same random
 draw, one pyro_lvm step and one plain step must give the same loss and the same new weights
 (``loss_rel_diff``, ``param_max_diff``).
@@ -24,6 +30,7 @@ draw, one pyro_lvm step and one plain step must give the same loss and the same 
 from __future__ import annotations
 
 import copy
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -96,6 +103,56 @@ class PyroLVMStep:
         return svi_step(self.model.model, self.guide, self.loss, self.optimizer, (x,), {})
 
 
+class NumPyroVAE:
+    """The same VAE step in NumPyro: ``jax.jit(SVI.update)``, TraceMeanField_ELBO, Adam."""
+
+    def __init__(self, x, hidden: tuple[int, ...], z_dim: int, lr: float, seed: int) -> None:
+        import jax
+        import jax.numpy as jnp
+        import numpyro
+        import numpyro.distributions as ndist
+        from jax.example_libraries import stax
+
+        def mlp(out_dim):
+            layers = [layer for h in hidden for layer in (stax.Dense(h), stax.Tanh)]
+            return stax.serial(*layers, stax.Dense(out_dim))
+
+        n, data_dim = x.shape
+        encoder_nn, decoder_nn = mlp(2 * z_dim), mlp(data_dim)
+
+        def model(x):
+            decode = numpyro.module("decoder", decoder_nn, (n, z_dim))
+            with numpyro.plate("data", n):
+                z = numpyro.sample("z", ndist.Normal(jnp.zeros(z_dim), 1.0).to_event(1))
+                numpyro.sample("x", ndist.Bernoulli(logits=decode(z)).to_event(1), obs=x)
+
+        def guide(x):
+            encode = numpyro.module("encoder", encoder_nn, (n, data_dim))
+            with numpyro.plate("data", n):
+                loc, raw_scale = jnp.split(encode(x), 2, axis=-1)
+                numpyro.sample("z", ndist.Normal(loc, jax.nn.softplus(raw_scale) + 1e-5).to_event(1))
+
+        svi = numpyro.infer.SVI(model, guide, numpyro.optim.Adam(lr), numpyro.infer.TraceMeanField_ELBO())
+        self.x = jnp.asarray(x.cpu().numpy())
+        self.state = svi.init(jax.random.PRNGKey(seed), self.x)
+        self.update = jax.jit(svi.update)
+
+    def step(self) -> float:
+        self.state, loss = self.update(self.state, self.x)
+        return float(loss.block_until_ready())
+
+
+def _numpyro_available(threads: int) -> bool:
+    """Import NumPyro (pinning XLA to one CPU thread first when ``threads == 1``); False if absent."""
+    if threads == 1 and "jax" not in sys.modules:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+    try:
+        import numpyro  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _networks(data_dim: int, hidden: tuple[int, ...], z_dim: int, device: torch.device, seed: int):
     torch.manual_seed(seed)
     model = DeepLatentGaussian(data_dim, z_dim, hidden).to(device)
@@ -120,6 +177,34 @@ def _same_step(model, guide, config: str, x: torch.Tensor, lr: float, seed: int)
     ]
     pyro.clear_param_store()
     return {"loss_rel_diff": abs(loss_ours - loss_plain) / abs(loss_plain), "param_max_diff": max(diffs)}
+
+
+def _numpyro_rows(args, device, batches, hidden, data_dim, z_dim, pairs, lr) -> list[dict]:
+    """Peer rows: NumPyro's jitted step over the plain PyTorch step (CPU only: JAX here is CPU-only)."""
+    if device.type != "cpu":
+        return []
+    if not _numpyro_available(args.threads):
+        print(f"{NAME}: NumPyro is not installed (pip install numpyro jax); no numpyro rows")
+        return []
+    import numpyro
+
+    rows = []
+    for batch in batches:
+        x = torch.bernoulli(torch.full((batch, data_dim), 0.13, device=device))
+        model, guide = _networks(data_dim, hidden, z_dim, device, args.seed)
+        plain = PlainVAE(guide.encoder, model.decoder, lr)
+        peer = NumPyroVAE(x, hidden, z_dim, lr, args.seed)
+        timing = paired_ratio(peer.step, lambda: plain.step(x), device, repeats=pairs, warmup=3, clock="perf_counter")
+        rows.append(row(
+            NAME, f"batch {batch}, numpyro", device, args.quick,
+            batch=batch, config="numpyro", elbo="numpyro TraceMeanField_ELBO", optimizer="numpyro.optim.Adam",
+            validation=False, ratio=timing["ratio"], ratio_q25=timing["ratio_q25"], ratio_q75=timing["ratio_q75"],
+            numpyro_ms=timing["a_ms"], plain_ms=timing["b_ms"], pairs=timing["pairs"], clock=timing["clock"],
+            numpyro=numpyro.__version__,
+        ))
+        print(f"{NAME} batch {batch:5d} numpyro                ratio {timing['ratio']:.3f} "
+              f"({timing['a_ms']:.2f} ms vs {timing['b_ms']:.2f} ms, wall clock)", flush=True)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -173,6 +258,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 pyro.clear_param_store()
     finally:
         pyro.enable_validation(validation_before)
+    if not args.smoke:
+        rows += _numpyro_rows(args, device, batches, hidden, data_dim, z_dim, pairs, lr)
     path = write_results(NAME, rows, args.out)
     print(f"wrote {path}")
     return rows

@@ -136,7 +136,9 @@ def svi_step(model, guide, loss, optimizer, batch: tuple, kwargs: dict) -> float
     :param optimizer: a ``pyro.optim`` optimizer (one torch optimizer per parameter, the
         parameters found by tracing the step) or a ``torch.optim.Optimizer`` that already holds
         every trained parameter (e.g. of the model's and guide's modules): one update for all
-        parameters and no parameter tracing, the faster path for small batches.
+        parameters and no parameter tracing, the faster path for small batches. Its parameters
+        must still be Pyro parameters (of a ``PyroModule``, ``pyro.module`` or ``pyro.param``):
+        Pyro's ELBOs differentiate only when the trace has parameter sites.
     :returns: the loss (negative ELBO summed over the batch).
     :raises FloatingPointError: when the loss is NaN or infinite (nothing is updated).
     """
