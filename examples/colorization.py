@@ -40,8 +40,8 @@ from pyro_lvm.metrics import ab_accuracy_auc, psnr  # noqa: E402
 from pyro_lvm.models import ColorRegressor, LatentSegmentationColorizer  # noqa: E402
 
 DATASET_DEFAULTS = {  # a run of a few minutes (shapes) or about ten (cifar10) on a laptop CPU
-    "shapes": dict(segments=8, hidden=32, layers=4, color_head="palette", epochs=12, train=2000, test=200, size=32, lr=1e-2),
-    "cifar10": dict(segments=8, hidden=32, layers=6, color_head="pixel", epochs=8, train=4000, test=1000, size=32, lr=3e-3),
+    "shapes": dict(segments=8, hidden=32, layers=4, color_head="palette", epochs=10, train=1000, test=200, size=32, lr=1e-2),
+    "cifar10": dict(segments=8, hidden=32, layers=5, color_head="pixel", epochs=5, train=4000, test=1000, size=32, lr=3e-3),
 }
 QUICK = {  # under a minute on 2 CPU cores
     "shapes": dict(hidden=16, epochs=6, train=400, test=100, size=24),
@@ -64,11 +64,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="palette: one ab Gaussian per segment; pixel: mean and scale per segment and pixel from "
                    "the network (default: palette for shapes, pixel for cifar10)")
     p.add_argument("--hidden", type=int, default=None, help="channels of the convolutional trunk (default: 32)")
-    p.add_argument("--layers", type=int, default=None, help="3x3 convolution layers in the trunk (default: 4 shapes, 6 cifar10)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs for each model (default: 12 shapes, 8 cifar10)")
+    p.add_argument("--layers", type=int, default=None, help="3x3 convolution layers in the trunk (default: 4 shapes, 5 cifar10)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs for each model (default: 10 shapes, 5 cifar10)")
     p.add_argument("--batch-size", type=int, default=32, help="minibatch size (default: 32)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: 0.01 shapes, 0.003 cifar10)")
-    p.add_argument("--train-images", type=int, default=None, help="training images (default: 2000 shapes, all 4000 cifar10)")
+    p.add_argument("--train-images", type=int, default=None, help="training images (default: 1000 shapes, all 4000 cifar10)")
     p.add_argument("--test-images", type=int, default=None, help="test images (default: 200 shapes, all 1000 cifar10)")
     p.add_argument("--size", type=int, default=None, help="shapes: image height and width (default: 32)")
     p.add_argument("--quick", action="store_true", help="a small run (under a minute on 2 CPU cores)")
