@@ -178,7 +178,7 @@ def test_svi_with_hard_em_objective_reaches_closed_form_hard_em_fixed_point():
     assert torch.allclose(sites["weights"], closed.weights_, atol=1e-4)
     assert torch.allclose(sites["means"], closed.means_, atol=1e-4)
     # the closed-form M-step adds reg_covar (1e-6) to the maximizer, hence the tolerance
-    assert torch.allclose(closed._covariances_of(sites, 2), closed.covariances_, atol=1e-4)
+    assert torch.allclose(closed._covariances_of(sites, closed.reg_covar), closed.covariances_, atol=1e-4)
 
 
 def test_singular_component_is_held_by_reg_covar():

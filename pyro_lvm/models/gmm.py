@@ -350,7 +350,7 @@ class GaussianMixture:
             )
             with torch.no_grad():
                 sites = {k: v.detach() for k, v in guide.median(X).items()}
-        covariances = self._covariances_of(sites, X.shape[1])
+        covariances = self._covariances_of(sites, self.reg_covar)
         weights = sites["weights"] if self.learn_weights else X.new_full((self.n_components,), 1.0 / self.n_components)
         losses = history.step_loss
         window = max(1, len(losses) // 10)
@@ -360,15 +360,31 @@ class GaussianMixture:
             converged=len(losses) > window and abs(losses[-1] - losses[-1 - window]) < self.tol,
         )
 
-    def _covariances_of(self, sites: dict, D: int) -> torch.Tensor | None:
-        """Covariances (with ``reg_covar``) from site values."""
+    def _covariances_of(self, sites: dict, reg_covar: float) -> torch.Tensor | None:
+        """Covariances ``Sigma = diag(s) C diag(s) + reg_covar I`` from site values (any leading dims)."""
         if self.covariance_type == "identity":
             return None
         if self.covariance_type == "full":
             tril = sites["scales"].unsqueeze(-1) * sites["corr_tril"]
-            eye = torch.eye(D, dtype=tril.dtype, device=tril.device)
-            return tril @ tril.mT + self.reg_covar * eye
-        return sites["scales"].square() + self.reg_covar
+            eye = torch.eye(tril.shape[-1], dtype=tril.dtype, device=tril.device)
+            return tril @ tril.mT + reg_covar * eye
+        return sites["scales"].square() + reg_covar
+
+    def log_likelihood_draws(self, X, sites: dict, reg_covar: float = 0.0) -> torch.Tensor:
+        """``log p(x_n | theta_s)`` with ``z`` summed out, for ``S`` draws of the global sites.
+
+        :param X: ``(N, D)``.
+        :param sites: draws of the model's global sites with a leading dim ``S`` (``"means"``
+            ``(S, K, D)``, ...), e.g. from :class:`pyro.infer.MCMC` or a guide's ``Predictive``.
+        :param reg_covar: the value the model was run with.
+        :returns: ``(S, N)`` pointwise log-likelihoods (the draws play the role of EM restarts).
+        """
+        X = self._as_tensor(X)
+        sites = {k: v.to(X.device, X.dtype) for k, v in sites.items()}
+        S, K = sites["means"].shape[:2]
+        weights = sites["weights"] if self.learn_weights else X.new_full((S, K), 1.0 / K)
+        prec_chol = precision_cholesky(self._covariances_of(sites, reg_covar), self.covariance_type)
+        return log_joint(X, weights, sites["means"], prec_chol, self.covariance_type).logsumexp(-1)
 
     def _set_fitted(self, X, weights, means, covariances, *, lower_bound, lower_bounds, n_iter, converged) -> None:
         self._dtype, self._device = X.dtype, X.device
