@@ -226,3 +226,43 @@ def test_family_options_are_checked():
     with pytest.raises(ValueError, match="scale"):
         AmortizedDelta(4, 2).proposal(0.0)
     assert isinstance(make_guide("local", 4, 2, num_examples=3), LocalGuide)
+
+
+
+def _vae_example():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "vae.py"
+    spec = importlib.util.spec_from_file_location("vae_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["delta", pytest.param("local", marks=pytest.mark.slow), pytest.param("semi", marks=pytest.mark.slow)])
+def test_vae_example_runs_the_families_that_need_extra_care(name, tmp_path):
+    """delta is labelled a hard ELBO; local has no encoder (no gap) and is fitted on the test examples."""
+    import json
+
+    _vae_example().main(["--quick", "--guide", name, "--epochs", "2", "--eval-samples", "20", "--eval-examples", "40",
+                         "--gap-examples", "10", "--gap-steps", "5", "--local-steps", "10", "--refine-steps", "2",
+                         "--no-progress", "--out", str(tmp_path)])
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["guide"] == name and m["test_examples"] == 40 and m["test_nll"] > 0
+    assert m["test_nll"] == pytest.approx(-m["test_log_likelihood"])
+    assert 0 <= m["active_units"] <= m["z_dim"]
+    assert m["test_elbo_is_bound"] is (name != "delta")
+    if name == "delta":
+        assert "hard ELBO" in m["objective"] and "N(point" in m["likelihood_proposal"]
+    if name == "local":
+        assert m["amortization_gap"] is None
+    else:
+        assert m["amortization_gap"] == pytest.approx(m["gap_optimized_elbo"] - m["gap_encoder_elbo"], abs=1e-4)
+    assert (tmp_path / "reconstructions.png").exists()
+
+
+def test_vae_example_rejects_iwae_with_a_point_guide(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _vae_example().parse_args(["--guide", "delta", "--loss", "iwae", "--out", str(tmp_path)])
+    assert "--loss iwae needs a guide with" in capsys.readouterr().err
