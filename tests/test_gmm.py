@@ -228,3 +228,24 @@ def test_dtype_and_input_types():
 def test_bad_input_raises_value_error(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_example_quick_run(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "gmm.py"
+    cmd = [sys.executable, str(script), "--quick", "--max-k", "3", "--svi-steps", "100", "--num-samples", "100",
+           "--n-init", "2", "--n-per-cluster", "40", "--out", str(tmp_path), "--no-progress"]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for name in ("synthetic", "iris"):
+        m = metrics["datasets"][name]
+        assert m["em"]["score"] >= m["sklearn_em"]["score"] - 0.01
+        assert m["em"]["adjusted_rand_index"] > 0.5
+    assert metrics["model_selection"]["best_bic"] == 3
+    assert sorted(metrics["model_selection"]["loo"]) == ["K=1", "K=2", "K=3"]
+    for figure in metrics["figures"]:
+        assert (tmp_path / figure).stat().st_size > 0
