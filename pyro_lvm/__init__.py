@@ -8,17 +8,20 @@ loaders work offline (``pyro_lvm.data``).
 
 __version__ = "0.1.0"
 
-from pyro_lvm import data, distributions, guides, infer, models  # noqa: E402
+from pyro_lvm import data, diagnostics, distributions, guides, infer, models  # noqa: E402
 from pyro_lvm.guides import AmortizedNormal  # noqa: E402
-from pyro_lvm.infer import bits_per_dim, importance_log_likelihood, per_example_elbo, train  # noqa: E402
-from pyro_lvm.models import DeepLatentGaussian  # noqa: E402
+from pyro_lvm.infer import HardEM, bits_per_dim, importance_log_likelihood, per_example_elbo, train  # noqa: E402
+from pyro_lvm.models import DeepLatentGaussian, GaussianMixture  # noqa: E402
 
 __all__ = [
     "__version__",
     "AmortizedNormal",
     "DeepLatentGaussian",
+    "GaussianMixture",
+    "HardEM",
     "bits_per_dim",
     "data",
+    "diagnostics",
     "distributions",
     "guides",
     "importance_log_likelihood",
