@@ -167,6 +167,8 @@ def test_local_guide_rejects_bad_ids():
         guide(x)  # 4 examples but 10 rows and no ids
     with pytest.raises(ValueError, match=r"\[0, 10\)"):
         guide(x, torch.tensor([0, 1, 2, 10]))
+    with pytest.raises(ValueError, match="integer example ids"):
+        guide(x, torch.zeros(4))
 
 
 def test_semi_amortized_refinement_raises_the_elbo():

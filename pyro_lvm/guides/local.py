@@ -78,7 +78,7 @@ class LocalGuide(PyroModule):
                 )
             return None
         index = torch.as_tensor(index)
-        if index.shape != (num,) or index.dtype in (torch.float16, torch.float32, torch.float64, torch.bool):
+        if index.shape != (num,) or index.is_floating_point() or index.is_complex() or index.dtype == torch.bool:
             raise ValueError(f"argument {self.index_arg!r} must be integer example ids of shape ({num},), got "
                              f"{index.dtype} of shape {tuple(index.shape)}")
         if num and (int(index.min()) < 0 or int(index.max()) >= self.num_examples):
