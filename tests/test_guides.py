@@ -215,7 +215,10 @@ def test_guide_on_a_model_without_its_site_names_the_sites_that_exist():
         check_guide_sites(model, AmortizedNormal(3, 2, hidden_dims=(4,)), x)
     with pytest.raises(ValueError, match=r"model observes 'obs'"):
         check_guide_sites(model, AmortizedNormal(3, 2, hidden_dims=(4,), site="obs"), x)
-    check_guide_sites(model, AmortizedNormal(3, 2, hidden_dims=(4,), site="w"), x)  # the right site: no error
+    right = AmortizedNormal(3, 2, hidden_dims=(4,), site="w")
+    state = torch.get_rng_state()
+    check_guide_sites(model, right, x)  # the right site: no error
+    assert torch.equal(torch.get_rng_state(), state)  # and the random stream is untouched
 
 
 def test_family_options_are_checked():

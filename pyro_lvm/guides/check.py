@@ -19,13 +19,16 @@ def check_guide_sites(model: Callable, guide: Callable, *args, **kwargs) -> None
     """Run ``guide`` and ``model`` once on ``(*args, **kwargs)`` and compare their sample sites.
 
     Works with any guide (pyro_lvm families, autoguides, functions). Nothing is learned or
-    recorded: both run blocked and without gradients.
+    recorded, and the random number streams are left as they were: both run blocked, without
+    gradients, under :func:`torch.random.fork_rng`, so a training loop may call it on its first
+    batch without changing its trajectory.
 
     :raises ValueError: when the guide samples a site the model does not have (e.g. an
         encoder guide built with ``site="z"`` applied to a model whose latent is ``"w"``),
         or a site the model observes; the message lists the model's latent and observed sites.
     """
-    with poutine.block(), torch.no_grad():
+    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda_devices), poutine.block(), torch.no_grad():
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
     model_sites = _sample_sites(model_trace)
