@@ -13,7 +13,8 @@ predicts the conditional mean, which averages the possible colours into brownish
 
 Metrics on test images (``metrics.json``): ``auc`` / ``baseline_auc`` (area under the per-pixel
 accuracy curve over ab-distance thresholds 0..150, Zhang et al. 2016), ``psnr`` /
-``baseline_psnr`` (RGB, dB), ``test_nll_per_pixel`` (exact -log p(y|x) per pixel, nats) and,
+``baseline_psnr`` (RGB, dB), the same for the all-grey prediction ab = 0 (``grey_auc``,
+``grey_psnr``: AuC favours unsaturated colours), ``test_nll_per_pixel`` (exact -log p(y|x) per pixel, nats) and,
 for the synthetic scenes, ``segmentation_ari`` (adjusted Rand index of argmax p(z|x) against
 the true regions). Figures: ``colorization.png`` (grey input / latent model / baseline /
 truth / segmentation), ``samples.png`` (colour samples from p(y|x)), ``training_curve.png``.
@@ -208,8 +209,10 @@ def main(argv=None) -> dict:
         "auc": ab_accuracy_auc(pred_ab, yt),
         "auc_mixture_mean": ab_accuracy_auc(mean_ab, yt),
         "baseline_auc": ab_accuracy_auc(base_ab, yt),
+        "grey_auc": ab_accuracy_auc(torch.zeros_like(yt), yt),
         "psnr": psnr(pred_rgb, test_rgb),
         "baseline_psnr": psnr(base_rgb, test_rgb),
+        "grey_psnr": psnr(to_rgb(torch.zeros_like(yt)), test_rgb),
         "test_nll_per_pixel": nll / (len(xt) * pixels),
         "mean_test_chroma": float(torch.linalg.vector_norm(yt, dim=1).mean()),
         "mean_predicted_chroma": float(torch.linalg.vector_norm(pred_ab, dim=1).mean()),
