@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser(NAME, __doc__.split("\n\n")[0]).parse_args(argv)
     device = setup(args)
     cases = SMOKE_CASES if args.smoke else QUICK_CASES if args.quick else FULL_CASES
-    pairs = 3 if args.smoke else 7 if args.quick else 21
+    pairs = 3 if args.smoke else 7 if args.quick else 11
     generator = torch.Generator().manual_seed(args.seed)
     rows = []
     for T, L, C, N in cases:

@@ -20,10 +20,21 @@ HEADLINE = {"svi_overhead": "ratio", "gmm_em": "ratio_vs_sklearn", "ctc": "enum_
 def test_paired_ratio_measures_a_known_ratio():
     import torch
 
-    timing = _common.paired_ratio(lambda: time.sleep(0.006), lambda: time.sleep(0.002), torch.device("cpu"), repeats=5, warmup=1)
+    cpu = torch.device("cpu")
+    timing = _common.paired_ratio(lambda: time.sleep(0.006), lambda: time.sleep(0.002), cpu, repeats=5, warmup=1, clock="perf_counter")
     assert 1.8 < timing["ratio"] < 3.5  # 3 in theory; sleep overshoots by a fraction of a millisecond
     assert timing["ratio_q25"] <= timing["ratio"] <= timing["ratio_q75"]
-    assert timing["a_ms"] > timing["b_ms"] > 1.9
+    assert timing["a_ms"] > timing["b_ms"] > 1.9 and timing["clock"] == "perf_counter"
+    # the default clock on one CPU thread counts this thread's CPU time: busy work, not sleep
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        busy = _common.paired_ratio(lambda: sum(range(400_000)), lambda: sum(range(200_000)), cpu, repeats=7)
+        idle = _common.paired_ratio(lambda: time.sleep(0.01), lambda: sum(range(200_000)), cpu, repeats=3)
+    finally:
+        torch.set_num_threads(threads)
+    assert busy["clock"] == "thread_time" and 1.6 < busy["ratio"] < 2.5
+    assert idle["a_ms"] < 2.0  # sleeping costs no CPU time
 
 
 def test_write_results_keeps_other_devices_rows(tmp_path):
@@ -60,6 +71,12 @@ def test_every_benchmark_runs_and_writes_rows(tmp_path):
     assert all(abs(r["loglik_gap"]) < 1e-6 for r in gmm)
     ctc = json.loads((tmp_path / "ctc.json").read_text())
     assert all(r["value_max_diff"] < 1e-3 and r["grad_max_diff"] < 1e-4 for r in ctc)
+
+
+def test_result_files_map_to_their_benchmark():
+    assert run_all._benchmark_of("gmm_em") == "gmm_em"
+    assert run_all._benchmark_of("guide_families_cuda") == "guide_families"
+    assert run_all._benchmark_of("ctc_old") == "ctc" and run_all._benchmark_of("other") is None
 
 
 @pytest.mark.parametrize("name", sorted(HEADLINE))
