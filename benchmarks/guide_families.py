@@ -92,13 +92,14 @@ def plot(rows: list[dict], histories: dict[str, list[dict]], path: Path) -> Path
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for r in rows:
-        left.scatter(r["train_seconds"], r["test_nll"], marker="x" if r["loss"] == "iwae" else "o")
+    for i, r in enumerate(rows):
+        color = plt.get_cmap("tab10")(i % 10)
+        left.scatter(r["train_seconds"], r["test_nll"], marker="x" if r["loss"] == "iwae" else "o", color=color)
         left.annotate(r["case"], (r["train_seconds"], r["test_nll"]), fontsize=8, xytext=(4, 2), textcoords="offset points")
         epochs = [e for e in histories.get(r["case"], []) if e.get("val_loss") is not None]
         if epochs:
             seconds = torch.tensor([e["seconds"] for e in histories[r["case"]]]).cumsum(0)
-            right.plot([seconds[e["epoch"]].item() for e in epochs], [e["val_loss"] for e in epochs], "o-", ms=3, label=r["case"])
+            right.plot([seconds[e["epoch"]].item() for e in epochs], [e["val_loss"] for e in epochs], "o-", ms=3, color=color, label=r["case"])
     left.set_xlabel("training wall clock (s)")
     left.set_ylabel("test NLL (nats), importance sampled")
     left.set_title(f"{rows[0]['dataset']} on {rows[0]['device_name']}", fontsize=9)

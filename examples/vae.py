@@ -148,7 +148,7 @@ def build_guide(args, model: DeepLatentGaussian, data_dim: int, num_train: int):
     return make_guide(args.guide, data_dim, args.z_dim, **options)
 
 
-def test_guide(args, model: DeepLatentGaussian, guide, x: torch.Tensor):
+def guide_for_test_examples(args, model: DeepLatentGaussian, guide, x: torch.Tensor):
     """The proposal ``q(z | x)`` for the test examples ``x``: the guide itself, except for ``local``,
     whose rows belong to training examples: there, new rows fitted to ``x`` with the model fixed."""
     if args.guide != "local":
@@ -258,7 +258,8 @@ def main(argv=None) -> dict:
 
     t0 = time.perf_counter()
     history = train(
-        model.model, guide, (x_train, torch.arange(len(x_train))) if local else x_train, loss=make_loss(args), optimizer=optimizer, epochs=args.epochs,
+        model.model, guide, (x_train, torch.arange(len(x_train))) if local else x_train,
+        loss=make_loss(args), optimizer=optimizer, epochs=args.epochs,
         batch_size=args.batch_size, device=device, beta=linear_warmup(args.kl_warmup) if args.kl_warmup else 1.0,
         batch_transform=dynamic_binarize if dynamic else None, val_data=None if local else x_eval,
         val_every=max(1, args.epochs // 10), checkpoint=args.checkpoint, resume=args.resume,
@@ -269,7 +270,7 @@ def main(argv=None) -> dict:
     model.eval()
     guide.eval()
     t0 = time.perf_counter()
-    eval_guide = test_guide(args, model, guide, x_eval)
+    eval_guide = guide_for_test_examples(args, model, guide, x_eval)
     elbo = per_example_elbo(model.model, eval_guide, x_eval, num_samples=10)
     proposal, proposal_note = likelihood_proposal(model, eval_guide, x_eval[:100])
     ll = torch.cat([
