@@ -276,3 +276,65 @@ def test_hard_em_on_the_program_is_viterbi_training():
     torch.testing.assert_close(loss, ours, rtol=0, atol=1e-10)
     grads = [torch.autograd.grad(x, logits)[0] for x in (loss, ours)]
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-10)
+
+
+def test_digit_strings_ground_truth():
+    from pyro_lvm.data import load_digits
+    from pyro_lvm.data.digit_strings import make_digit_strings, span_alignment_accuracy
+
+    images, labels = load_digits("test")
+    d = make_digit_strings(images, labels, 50, max_digits=4, seed=3)
+    assert d.images.shape[0] == 50 and (d.target_lengths >= 1).all() and (d.target_lengths <= 4).all()
+    for i in range(50):
+        n, w = int(d.target_lengths[i]), int(d.widths[i])
+        assert (d.images[i, :, w:] == 0).all()
+        inside = torch.zeros(d.images.size(2), dtype=torch.bool)
+        for k in range(n):
+            lo, hi = d.spans[i, k].tolist()
+            inside[lo:hi] = True
+            assert d.images[i, :, lo].amax() > 0.1 and d.images[i, :, hi - 1].amax() > 0.1  # cropped to ink
+        assert (d.images[i, :, ~inside] == 0).all()  # gaps are blank columns
+        assert (d.spans[i, n:] == -1).all() and (d.targets[i, n:] == -1).all()
+    assert ctc_collapse(d.frame_labels) == [t[:n] for t, n in zip(d.targets.tolist(), d.target_lengths.tolist())]
+    assert span_alignment_accuracy(d.frame_labels, d.spans) == 1.0
+    shifted = torch.cat([torch.zeros_like(d.frame_labels[:, :3]), d.frame_labels[:, :-3]], 1)  # 3 columns late
+    assert 0 < span_alignment_accuracy(shifted, d.spans) < 1
+
+
+def run_example(tmp_path, *flags):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "ctc_alignment.py"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--no-progress", *flags], check=True, env=env, timeout=600)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for name in metrics["figures"]:
+        assert (tmp_path / name).stat().st_size > 1000
+    return metrics
+
+
+def test_example_runs(tmp_path):
+    metrics = run_example(tmp_path, "--quick", "--train-strings", "200", "--test-strings", "40", "--epochs", "1")
+    for mode in ("soft", "hard"):
+        for key in ("label_error_rate", "viterbi_frame_alignment_accuracy", "test_log_likelihood_per_string"):
+            assert math.isfinite(metrics[mode][key])
+    assert set(metrics["figures"]) == {"posterior_soft.png", "posterior_hard.png", "training_curve.png"}
+
+
+def test_example_runs_on_mnist(tmp_path, shared_data):
+    metrics = run_example(tmp_path, "--dataset", "mnist", "--data-dir", str(shared_data), "--quick",
+                          "--train-strings", "100", "--test-strings", "20", "--epochs", "1")
+    assert metrics["dataset"] == "mnist" and metrics["frames_max"] > 28
+
+
+@pytest.mark.slow
+def test_example_quick_learns_alignments(tmp_path):
+    metrics = run_example(tmp_path, "--quick")
+    for mode in ("soft", "hard"):
+        assert metrics[mode]["label_error_rate"] < 0.2
+    # soft CTC places its label spikes near, not inside, the digits; Viterbi training keeps them closer
+    assert metrics["hard"]["viterbi_frame_alignment_accuracy"] > max(0.4, metrics["soft"]["viterbi_frame_alignment_accuracy"])

@@ -39,6 +39,7 @@ from pyro_lvm.ops.chain import (
     BandedTransition,
     chain_backtrack,
     chain_forward,
+    chain_log_total,
     chain_marginals,
     chain_total,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "ctc_alignment_model",
     "ctc_collapse",
     "ctc_greedy_decode",
+    "ctc_label_error_rate",
     "ctc_log_likelihood",
     "ctc_posterior_marginals",
     "ctc_sample_alignments",
@@ -213,7 +215,7 @@ def ctc_log_likelihood(
     if method != "enum":
         raise ValueError(f"method must be 'native' or 'enum', got {method!r}")
     chain = _alignment_chain(inputs, blank)
-    result = chain_total(chain_forward(chain.init, chain.emissions, chain.transition, chain.lengths), chain.final)
+    result = chain_log_total(chain.init, chain.emissions, chain.transition, chain.lengths, chain.final)
     if zero_infinity:
         result = torch.where(torch.isinf(result), torch.zeros_like(result), result)
     return result
@@ -313,6 +315,32 @@ def ctc_greedy_decode(log_probs: torch.Tensor, input_lengths, blank: int = 0) ->
         raise ValueError(f"log_probs must have shape (T, N, C), got {getattr(log_probs, 'shape', type(log_probs))}")
     lengths = _as_lengths(input_lengths, "input_lengths", log_probs.size(1), log_probs.device)
     return ctc_collapse(_mask_frames(log_probs.argmax(-1).t(), lengths), blank)
+
+
+def _edit_distance(a: list[int], b: list[int]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+def ctc_label_error_rate(decoded: list[list[int]], targets: torch.Tensor, target_lengths) -> float:
+    """Label error rate: total Levenshtein distance (substitutions, insertions, deletions) between
+    the decoded strings and the targets, divided by the total target length.
+
+    :param decoded: N label lists (e.g. from :func:`ctc_greedy_decode`).
+    :param targets: (N, S) padded targets; ``target_lengths`` (N,) their lengths.
+    """
+    lengths = torch.as_tensor(target_lengths).tolist()
+    if len(decoded) != len(lengths) or targets.size(0) != len(lengths):
+        raise ValueError(f"decoded ({len(decoded)}), targets ({targets.size(0)}) and target_lengths ({len(lengths)}) differ in length")
+    total = sum(lengths)
+    if total == 0:
+        raise ValueError("the targets are all empty; the label error rate is undefined")
+    rows = targets.tolist()
+    return sum(_edit_distance(d, r[:n]) for d, r, n in zip(decoded, rows, lengths)) / total
 
 
 def ctc_alignment_model(log_probs, targets, input_lengths, target_lengths, blank: int = 0) -> None:

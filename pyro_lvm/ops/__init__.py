@@ -6,6 +6,7 @@ from pyro_lvm.ops.chain import (
     DenseTransition,
     chain_backtrack,
     chain_forward,
+    chain_log_total,
     chain_marginals,
     chain_total,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "DenseTransition",
     "chain_backtrack",
     "chain_forward",
+    "chain_log_total",
     "chain_marginals",
     "chain_total",
 ]

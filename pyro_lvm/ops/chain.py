@@ -13,8 +13,9 @@ sequence ends at its own length. The weight of a path is the sum of its log weig
   ``temperature=0`` the best path (``infer_discrete(temperature=0)``);
 * :func:`chain_backtrack` at ``temperature=1`` draws paths from the posterior by
   forward-filtering backward-sampling (``infer_discrete(temperature=1)``);
-* :func:`chain_marginals` gives ``p(z_t = k)`` as the gradient of the log total with respect
-  to the emissions.
+* :func:`chain_marginals` gives ``p(z_t = k)`` by the forward-backward recursions, and
+  :func:`chain_log_total` the log total whose gradient in the emissions is that posterior,
+  without recording the recursion for autograd (faster for long chains).
 
 Two transition operators: :class:`DenseTransition` (an HMM's full ``K x K`` matrix) and
 :class:`BandedTransition` (moves ``s - d -> s`` for a few offsets ``d``, as in CTC's
@@ -36,6 +37,7 @@ __all__ = [
     "DenseTransition",
     "chain_backtrack",
     "chain_forward",
+    "chain_log_total",
     "chain_marginals",
     "chain_total",
 ]
@@ -67,6 +69,10 @@ class DenseTransition:
         """Message into frame ``t``: reduce over ``i`` of ``alpha[n, i] + logits[n, t, i, j]``; (N, K)."""
         return _reduce(alpha.unsqueeze(-1) + self._at(t), -2, semiring)
 
+    def step_back(self, beta: torch.Tensor, t: int) -> torch.Tensor:
+        """Backward message out of frame ``t``: ``logsumexp_j logits[n, t, i, j] + beta[n, j]``; (N, K)."""
+        return (self._at(t) + beta.unsqueeze(-2)).logsumexp(-1)
+
     def into(self, alpha: torch.Tensor, t: int, state: torch.Tensor) -> torch.Tensor:
         """Scores ``alpha[n, i] + logits[n, t, i, state[s, n]]`` of the states at frame ``t - 1``
         given ``state`` (S, N) at frame ``t``; shape (S, N, K)."""
@@ -94,6 +100,12 @@ class BandedTransition:
         k = alpha.size(-1)
         shifted = [alpha] + [F.pad(alpha[..., : k - d], (d, 0), value=FLOOR) for d in range(1, self.width)]
         return _reduce(torch.stack(shifted, -1) + self.logits, -1, semiring)
+
+    def step_back(self, beta: torch.Tensor, t: int) -> torch.Tensor:
+        """Backward message out of frame ``t``: ``logsumexp_d logits[n, i + d, d] + beta[n, i + d]``; (N, K)."""
+        moved = beta.unsqueeze(-1) + self.logits  # (N, K, D), indexed by the target state
+        shifted = [moved[..., 0]] + [F.pad(moved[..., d:, d], (0, d), value=FLOOR) for d in range(1, self.width)]
+        return torch.stack(shifted, -1).logsumexp(-1)
 
     def into(self, alpha: torch.Tensor, t: int, state: torch.Tensor) -> torch.Tensor:
         """Scores of the states at frame ``t - 1`` given ``state`` (S, N) at frame ``t``; (S, N, K)."""
@@ -174,6 +186,54 @@ def chain_backtrack(
     return torch.stack(path[::-1], -1)
 
 
+def _posterior(alphas, emissions, transition, lengths, final, total) -> torch.Tensor:
+    """``p(z_t = k) = exp(alpha_t[k] + beta_t[k] - total)`` with backward messages ``beta``."""
+    t_max = alphas.size(0)
+    beta = final.clamp(min=FLOOR).expand_as(alphas[0])
+    betas = [beta]
+    for t in range(t_max - 1, 0, -1):
+        new = transition.step_back(emissions[t] + beta, t).clamp(min=FLOOR)
+        beta = torch.where((lengths > t).unsqueeze(-1), new, beta)
+        betas.append(beta)
+    frames = torch.arange(t_max, device=alphas.device).unsqueeze(-1) < lengths  # (T, N)
+    keep = (frames & torch.isfinite(total)).unsqueeze(-1)
+    log_post = alphas + torch.stack(betas[::-1]) - total.masked_fill(~torch.isfinite(total), 0.0).unsqueeze(-1)
+    return torch.where(keep, log_post.exp(), torch.zeros_like(log_post))
+
+
+class _LogTotal(torch.autograd.Function):
+    """The log total of a chain, differentiable in the emissions by one backward recursion."""
+
+    @staticmethod
+    def forward(ctx, emissions, init, transition, lengths, final):
+        alphas = chain_forward(init, emissions, transition, lengths)
+        total = chain_total(alphas, final)
+        ctx.save_for_backward(alphas, emissions, lengths, final, total)
+        ctx.transition = transition
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total):
+        alphas, emissions, lengths, final, total = ctx.saved_tensors
+        posterior = _posterior(alphas, emissions, ctx.transition, lengths, final, total)
+        return posterior * grad_total.unsqueeze(-1), None, None, None, None
+
+
+def chain_log_total(
+    init: torch.Tensor,
+    emissions: torch.Tensor,
+    transition: DenseTransition | BandedTransition,
+    lengths: torch.Tensor,
+    final: torch.Tensor,
+) -> torch.Tensor:
+    """``chain_total(chain_forward(...), final)`` (N,) computed without recording the recursion:
+    its gradient with respect to ``emissions`` is the posterior ``p(z_t = k)`` from a backward
+    recursion. ``init``, ``transition`` and ``final`` are treated as constants (use
+    :func:`chain_forward` and :func:`chain_total` to differentiate them)."""
+    return _LogTotal.apply(emissions, init.detach(), transition, lengths, final.detach())
+
+
+@torch.no_grad()
 def chain_marginals(
     init: torch.Tensor,
     emissions: torch.Tensor,
@@ -181,10 +241,7 @@ def chain_marginals(
     lengths: torch.Tensor,
     final: torch.Tensor,
 ) -> torch.Tensor:
-    """Posterior marginals ``p(z_t = k)``, (T, N, K), as the gradient of the log total with respect
-    to the emissions (zero past each length; NaN-free zero rows for sequences with no path)."""
-    with torch.enable_grad():
-        emissions = emissions.detach().requires_grad_()
-        total = chain_total(chain_forward(init.detach(), emissions, transition, lengths), final.detach())
-        (grad,) = torch.autograd.grad(total.masked_fill(total == float("-inf"), 0.0).sum(), emissions)
-    return grad
+    """Posterior marginals ``p(z_t = k)``, (T, N, K), by the forward-backward recursions (zero past
+    each length, and for sequences with no path)."""
+    alphas = chain_forward(init, emissions, transition, lengths)
+    return _posterior(alphas, emissions, transition, lengths, final, chain_total(alphas, final))
