@@ -154,7 +154,7 @@ def guide_for_test_examples(args, model: DeepLatentGaussian, guide, x: torch.Ten
     if args.guide != "local":
         return guide
     family = guide.family
-    start = LocalGuide.initial(family, len(x)).params
+    start = LocalGuide.initial(family, len(x)).to(x.device).params
     fitted = [
         optimize_local_params(model.model, family, tuple(p[i : i + 1000] for p in start), x[i : i + 1000],
                               steps=args.local_steps, lr=1e-2, num_particles=4)
