@@ -55,10 +55,12 @@ contenders run in alternating pairs (A B, B A, ...), each pair gives one ratio, 
 report the median (with quartiles where useful), so a noisy, shared machine still gives a
 figure that holds. On CUDA every timed call is bracketed by `torch.cuda.synchronize()`.
 CPU runs pin torch to **one thread** (`--threads 1`, recorded in every row and in the
-device line above each table) and scikit-learn's BLAS to the same number through
-`threadpoolctl`, because the CPU machine is shared; a ratio between two single-threaded
-programs is what holds across machines. Every row records `device_name`, torch and Pyro
-versions; `--quick` rows are marked.
+device line above each table) and scikit-learn's BLAS (through `threadpoolctl`) and XLA to
+the same number, because the CPU machine is shared; with one thread all the work runs in
+the calling thread, so the clock is that thread's CPU time (`time.thread_time`) and other
+processes' load stays out of the figures. NumPyro rows (JAX computes on its own threads),
+CUDA rows and guide_families use the wall clock; every row names its `clock`,
+`device_name`, torch and Pyro versions, and `--quick` rows are marked.
 
 The CPU tables of svi_overhead, gmm_em and ctc come from
 `python benchmarks/run_all.py --only svi_overhead gmm_em ctc` (full sizes); rows marked
