@@ -129,6 +129,13 @@ differ slightly in value (their traced program draws its noise differently). Rem
 Pyro's ELBOs for a fused hand-written loss, which pyro_lvm does not do. NumPyro, which
 compiles the whole step with XLA, runs it in 0.88x the time of plain PyTorch.
 
+On CUDA (no GPU run yet; from reading Pyro 1.9.2): Trace_ELBO and TraceMeanField_ELBO turn
+the loss into a Python float (`.item()` in `_differentiable_loss_particle`) *between* the
+forward and the backward pass, so the host waits for the forward kernels before it can
+launch the backward ones (the plain loop synchronises once, after the update), and no CUDA
+graph can capture the step. JitTraceMeanField_ELBO reads the loss only after the backward
+pass, so its CUDA row is the one to compare.
+
 **Mixture EM.** Same iterations as scikit-learn from the same start, log-likelihoods equal
 to 1e-13 (both float64), and 0.7-1.0x its time on one thread: with full covariances the
 E-step is one matrix product for all components (scikit-learn loops over components in
