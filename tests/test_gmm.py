@@ -135,7 +135,7 @@ def test_batched_restarts_equal_separate_runs():
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_m_step_matches_weighted_numpy_estimates(covariance_type):
-    """Weighted means and centred covariances (also for an empty component: reg_covar only, as scikit-learn)."""
+    """Weighted means and centred covariances; an empty component sits at the data mean with covariance reg_covar."""
     rng = np.random.default_rng(7)
     X = rng.normal(size=(50, 3)) + 10.0
     resp = rng.dirichlet(np.ones(3), size=50)
@@ -144,7 +144,7 @@ def test_m_step_matches_weighted_numpy_estimates(covariance_type):
     weights, means, covs, _ = m_step(torch.as_tensor(X), torch.as_tensor(resp)[None], covariance_type, 1e-6)
     for k in range(3):
         nk = resp[:, k].sum() + 10 * np.finfo(float).eps
-        mu = resp[:, k] @ X / nk
+        mu = resp[:, k] @ X / nk if k < 2 else X.mean(0)
         full = (resp[:, k, None] * (X - mu)).T @ (X - mu) / nk + 1e-6 * np.eye(3)
         expected = {"full": full, "diag": np.diag(full), "spherical": np.diag(full).mean()}[covariance_type]
         assert np.allclose(means[0, k].numpy(), mu, atol=1e-12)
@@ -196,6 +196,16 @@ def test_sample_follows_the_fitted_mixture():
     assert x.shape == (20000, 2) and z.shape == (20000,)
     assert torch.allclose(torch.bincount(z, minlength=3).double() / 20000.0, gmm.weights_, atol=0.015)
     assert torch.allclose(x.mean(0), gmm.weights_ @ gmm.means_, atol=0.05)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_float32_is_accurate_for_data_far_from_the_origin(covariance_type):
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(c, 0.01, size=(200, 2)) for c in ([1000.0, 1000.0], [1000.1, 1000.0])])
+    sk = SkGaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+    ours = GaussianMixture(2, covariance_type, random_state=0, dtype=torch.float32).fit(X)
+    assert ours.means_.dtype == torch.float32
+    assert ours.score(X) == pytest.approx(sk.score(X), abs=0.01)
 
 
 def test_dtype_and_input_types():

@@ -88,6 +88,14 @@ def log_joint(
     :param weights: ``(R, K)``; ``means``: ``(R, K, D)``; ``prec_chol`` from :func:`precision_cholesky`.
     :returns: ``(R, N, K)``.
     """
+    # the quadratic forms are translation invariant: work about the data mean, so that the expanded
+    # forms do not cancel catastrophically for data far from the origin (float32)
+    centre = X.mean(0)
+    return _log_joint(X - centre, weights, means - centre, prec_chol, covariance_type)
+
+
+def _log_joint(X, weights, means, prec_chol, covariance_type: str) -> torch.Tensor:
+    """:func:`log_joint` for data already centred near the origin."""
     N, D = X.shape
     R, K = weights.shape
     const = -0.5 * D * math.log(2 * math.pi)
@@ -149,12 +157,26 @@ def m_step(
     :param X: ``(N, D)``; ``resp``: ``(R, N, K)``.
     :returns: ``weights (R, K)`` (uniform when ``learn_weights`` is False), ``means (R, K, D)``,
         covariances by type and the soft counts ``nk (R, K)`` (before scikit-learn's ``10 * eps``).
+        A component with no responsibility gets the data mean and covariance ``reg_covar I``.
+    """
+    centre = X.mean(0)  # work about the data mean to limit cancellation (see _m_step)
+    weights, means, covariances, counts = _m_step(X - centre, resp, covariance_type, reg_covar, learn_weights)
+    return weights, means + centre, covariances, counts
+
+
+def _m_step(X, resp, covariance_type: str, reg_covar: float, learn_weights: bool):
+    """:func:`m_step` for data already centred near the origin.
+
+    Second moments are accumulated as one GEMM about the origin and then centred on each mean
+    with the exact expansion ``sum_n r_nk (x_n - mu_k)^2 = S_k - 2 mu_k A_k + counts_k mu_k^2``,
+    which also gives an empty component ``reg_covar`` alone, as scikit-learn does.
     """
     N, D = X.shape
     R, _, K = resp.shape
     counts = resp.sum(-2)  # (R, K)
     nk = counts + 10 * torch.finfo(X.dtype).eps
-    means = (resp.mT @ X) / nk.unsqueeze(-1)  # (R, K, D)
+    first = resp.mT @ X  # (R, K, D)
+    means = first / nk.unsqueeze(-1)
     if learn_weights:
         weights = nk / N
     else:
@@ -162,25 +184,18 @@ def m_step(
     if covariance_type == "identity":
         covariances = None
     elif covariance_type == "full":
-        # sum_n r_nk (x_n - c)(x_n - c)^T for all restarts and components as one GEMM, about the data
-        # mean c (which keeps the cancellation in the centring below small), then centred on mu_k
-        centre = X.mean(0)
-        scatter = torch.zeros(R * K * D, D, dtype=X.dtype, device=X.device)
+        scatter = torch.zeros(R * K * D, D, dtype=X.dtype, device=X.device)  # sum_n r_nk x_n x_n^T, one GEMM
         for rows in _row_chunks(N, R * K * D):
-            xc = X[rows] - centre  # (n, D)
-            weighted = resp[:, rows].permute(1, 0, 2).unsqueeze(-1) * xc[:, None, None, :]  # (n, R, K, D)
-            scatter += weighted.reshape(-1, R * K * D).mT @ xc
-        # sum_n r_nk (a_n - b_k)(a_n - b_k)^T with a_n = x_n - c, b_k = mu_k - c, expanded
-        b = means - centre  # (R, K, D)
-        a_sum = resp.mT @ (X - centre)  # (R, K, D)
-        cross = a_sum.unsqueeze(-1) * b.unsqueeze(-2)
-        covariances = scatter.view(R, K, D, D) - cross - cross.mT + counts[..., None, None] * b.unsqueeze(-1) * b.unsqueeze(-2)
+            weighted = resp[:, rows].permute(1, 0, 2).unsqueeze(-1) * X[rows, None, None, :]  # (n, R, K, D)
+            scatter += weighted.reshape(-1, R * K * D).mT @ X[rows]
+        cross = first.unsqueeze(-1) * means.unsqueeze(-2)  # A_k mu_k^T
+        covariances = scatter.view(R, K, D, D) - cross - cross.mT + counts[..., None, None] * means.unsqueeze(-1) * means.unsqueeze(-2)
         covariances = covariances / nk[..., None, None]
         covariances.diagonal(dim1=-2, dim2=-1).add_(reg_covar)
     else:
         avg_x2 = (resp.mT @ X.square()) / nk.unsqueeze(-1)
-        avg_x_means = means * (resp.mT @ X) / nk.unsqueeze(-1)
-        covariances = avg_x2 - 2.0 * avg_x_means + means.square() + reg_covar  # (R, K, D)
+        avg_x_means = means * first / nk.unsqueeze(-1)
+        covariances = avg_x2 - 2.0 * avg_x_means + (counts / nk).unsqueeze(-1) * means.square() + reg_covar  # (R, K, D)
         if covariance_type == "spherical":
             covariances = covariances.mean(-1)
     return weights, means, covariances, counts
@@ -237,6 +252,8 @@ def fit_mixture_em(
     :param X: ``(N, D)``; initial ``weights (R, K)``, ``means (R, K, D)``, covariances by type.
     """
     R = weights.shape[0]
+    centre = X.mean(0)  # iterate about the data mean (see log_joint and m_step)
+    X, means = X - centre, means - centre
     prec_chol = precision_cholesky(covariances, covariance_type)
     lower = torch.full((R,), -math.inf, dtype=X.dtype, device=X.device)
     active = torch.ones(R, dtype=torch.bool, device=X.device)
@@ -245,8 +262,8 @@ def fit_mixture_em(
     history = []
     labels = None
     for _ in range(max_iter):
-        resp, bound = e_step(log_joint(X, weights, means, prec_chol, covariance_type), hard)
-        new_w, new_m, new_c, counts = m_step(X, resp, covariance_type, reg_covar, learn_weights)
+        resp, bound = e_step(_log_joint(X, weights, means, prec_chol, covariance_type), hard)
+        new_w, new_m, new_c, counts = _m_step(X, resp, covariance_type, reg_covar, learn_weights)
         done = (bound - lower).abs() < tol
         if hard:
             empty = counts == 0
@@ -271,7 +288,7 @@ def fit_mixture_em(
             break
     return MixtureEMResult(
         weights=weights,
-        means=means,
+        means=means + centre,
         covariances=covariances,
         lower_bound=lower,
         lower_bounds=torch.stack(history, -1),
