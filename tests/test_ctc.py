@@ -338,3 +338,27 @@ def test_example_quick_learns_alignments(tmp_path):
         assert metrics[mode]["label_error_rate"] < 0.2
     # soft CTC places its label spikes near, not inside, the digits; Viterbi training keeps them closer
     assert metrics["hard"]["viterbi_frame_alignment_accuracy"] > max(0.4, metrics["soft"]["viterbi_frame_alignment_accuracy"])
+
+
+def test_nan_log_probs_raise():
+    log_probs = torch.randn(4, 2, 5).log_softmax(-1)
+    log_probs[1, 0, 3] = float("nan")
+    with pytest.raises(ValueError, match="log_probs contains NaN: sequence 0, frame 1"):
+        ctc_log_likelihood(log_probs, torch.tensor([[1, 2], [3, 0]]), [4, 4], [2, 1])
+
+
+def test_zero_probabilities():
+    """-inf log-probabilities (classes impossible at some frames) give torch's values; the enumerated
+    gradient stays the (finite) posterior where torch's own backward gives NaN."""
+    logits, targets, il, tl = random_case(10, t=12, n=3, c=5, s=3)
+    logits[:, :, 4] = float("-inf")  # class 4 impossible everywhere
+    logits[:4, 1, 0] = float("-inf")  # no blank in sequence 1's first frames
+    targets = targets.clamp(max=3)
+    log_probs = logits.log_softmax(-1).requires_grad_()
+    ref = torch_ll(log_probs, targets, il, tl)
+    assert torch.isfinite(ref).all()
+    for method in METHODS:
+        torch.testing.assert_close(ctc_log_likelihood(log_probs, targets, il, tl, method=method), ref, rtol=0, atol=1e-10)
+    (grad,) = torch.autograd.grad(ctc_log_likelihood(log_probs, targets, il, tl, method="enum").sum(), log_probs)
+    assert torch.isfinite(grad).all() and (grad[:, :, 4] == 0).all() and (grad[:4, 1, 0] == 0).all()
+    torch.testing.assert_close(grad, ctc_posterior_marginals(log_probs, targets, il, tl), rtol=0, atol=1e-12)

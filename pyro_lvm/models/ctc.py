@@ -91,33 +91,39 @@ def _check(log_probs, targets, input_lengths, target_lengths, blank: int) -> _In
     targets = targets.long()
     input_lengths = _as_lengths(input_lengths, "input_lengths", n, log_probs.device)
     target_lengths = _as_lengths(target_lengths, "target_lengths", n, log_probs.device)
-    bad = ((input_lengths < 1) | (input_lengths > t_max)).nonzero().flatten()
-    if len(bad):
-        i = int(bad[0])
-        raise ValueError(f"input_lengths[{i}] = {int(input_lengths[i])} is out of range: expected 1 <= input length <= T = {t_max}")
     s_max = targets.size(1)
-    bad = ((target_lengths < 0) | (target_lengths > s_max)).nonzero().flatten()
-    if len(bad):
-        i = int(bad[0])
-        raise ValueError(f"target_lengths[{i}] = {int(target_lengths[i])} is out of range: expected 0 <= target length <= S = {s_max} (the width of targets)")
     inside = torch.arange(s_max, device=log_probs.device) < target_lengths.unsqueeze(-1)
-    for problem, mask in (
-        (f"is outside the classes [0, C) = [0, {c})", inside & ((targets < 0) | (targets >= c))),
-        (f"is the blank ({blank}); targets hold labels only", inside & (targets == blank)),
-    ):
-        bad = mask.nonzero()
-        if len(bad):
-            i, j = (int(v) for v in bad[0])
-            raise ValueError(f"targets[{i}, {j}] = {int(targets[i, j])} {problem} (sequence {i})")
     with torch.no_grad():
         frames = torch.arange(t_max, device=log_probs.device).unsqueeze(-1) < input_lengths  # (T, N)
-        err = (log_probs.logsumexp(-1).abs() > 1e-3) & frames
-        if torch.isnan(log_probs).any():
-            raise ValueError("log_probs contains NaN")
-    if err.any():
-        t, i = (int(v) for v in err.nonzero()[0])
+        norm = log_probs.logsumexp(-1)  # (T, N), NaN where log_probs has a NaN
+        masks = (
+            (input_lengths < 1) | (input_lengths > t_max),
+            (target_lengths < 0) | (target_lengths > s_max),
+            inside & ((targets < 0) | (targets >= c)),
+            inside & (targets == blank),
+            torch.isnan(norm) & frames,
+            (norm.abs() > 1e-3) & frames,
+        )
+        found = torch.stack([m.any() for m in masks]).tolist()  # one device sync
+    if found[0]:
+        i = int(masks[0].nonzero()[0])
+        raise ValueError(f"input_lengths[{i}] = {int(input_lengths[i])} is out of range: expected 1 <= input length <= T = {t_max}")
+    if found[1]:
+        i = int(masks[1].nonzero()[0])
+        raise ValueError(
+            f"target_lengths[{i}] = {int(target_lengths[i])} is out of range: expected 0 <= target length <= S = {s_max} (the width of targets)"
+        )
+    for k, problem in ((2, f"is outside the classes [0, C) = [0, {c})"), (3, f"is the blank ({blank}); targets hold labels only")):
+        if found[k]:
+            i, j = (int(v) for v in masks[k].nonzero()[0])
+            raise ValueError(f"targets[{i}, {j}] = {int(targets[i, j])} {problem} (sequence {i})")
+    if found[4]:
+        t, i = (int(v) for v in masks[4].nonzero()[0])
+        raise ValueError(f"log_probs contains NaN: sequence {i}, frame {t}")
+    if found[5]:
+        t, i = (int(v) for v in masks[5].nonzero()[0])
         warnings.warn(
-            f"log_probs are not normalized: sequence {i}, frame {t} has logsumexp {float(log_probs[t, i].logsumexp(-1)):.4g} "
+            f"log_probs are not normalized: sequence {i}, frame {t} has logsumexp {float(norm[t, i]):.4g} "
             "over classes (expected 0; pass log_softmax outputs)",
             RuntimeWarning,
             stacklevel=3,
