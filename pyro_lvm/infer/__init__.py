@@ -4,11 +4,13 @@ from pyro_lvm.infer.amortization import active_units, amortization_gap, posterio
 from pyro_lvm.infer.annealing import linear_warmup, scale_latents
 from pyro_lvm.infer.evaluate import bits_per_dim, importance_log_likelihood, log_importance_weights, per_example_elbo
 from pyro_lvm.infer.hard_em import HardEM
+from pyro_lvm.infer.jit_elbo import JitTraceMeanField_ELBO
 from pyro_lvm.infer.train import History, TrainingDiverged, train
 
 __all__ = [
     "HardEM",
     "History",
+    "JitTraceMeanField_ELBO",
     "TrainingDiverged",
     "active_units",
     "amortization_gap",
