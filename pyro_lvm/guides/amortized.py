@@ -28,6 +28,11 @@ __all__ = ["AmortizedGuide", "AmortizedNormal"]
 class AmortizedGuide(PyroModule):
     """Base class of the encoder guide families.
 
+    A subclass implements :meth:`local_params` (the encoder: x (N, input_dim) -> per-example
+    parameter tensors with N rows) and :meth:`distribution_from` (those rows -> ``q``, batch
+    shape (N,), event shape (latent_dim,)), or overrides :meth:`distribution` directly (then it
+    cannot be used per example or refined).
+
     :param input_dim: D, values per example of the observed argument (flattened).
     :param latent_dim: size of the latent site's event, shape (latent_dim,).
     :param site: name of the model's latent sample site this guide covers.
