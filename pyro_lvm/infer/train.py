@@ -288,6 +288,7 @@ def train(
             checkpoint,
         )
 
+    scaled = (1.0, model, guide)  # (beta, model, guide) as last scaled
     bar = tqdm(total=total_steps, initial=step, disable=not progress, desc="train", unit="step", dynamic_ncols=True)
     try:
         for epoch in range(start_epoch, total_epochs):
@@ -298,7 +299,9 @@ def train(
                 if batch_transform is not None:
                     batch = (batch_transform(batch[0]),) + tuple(batch[1:])
                 b = beta(step) if callable(beta) else beta
-                m, g = (model, guide) if b == 1.0 else (scale_latents(b)(model), scale_latents(b)(guide))
+                if scaled[0] != b:  # same callables while beta stays put (a compiled ELBO keys its trace on them)
+                    scaled = (b, model, guide) if b == 1.0 else (b, scale_latents(b)(model), scale_latents(b)(guide))
+                m, g = scaled[1:]
                 try:
                     value = svi_step(m, g, loss, optimizer, batch, model_kwargs)
                 except FloatingPointError as e:
