@@ -45,7 +45,7 @@ DATASET_DEFAULTS = {  # a run of a few minutes (shapes) or about ten (cifar10) o
     "cifar10": dict(segments=8, hidden=32, layers=5, color_head="pixel", epochs=5, train=4000, test=1000, size=32, lr=3e-3),
 }
 QUICK = {  # under a minute on 2 CPU cores
-    "shapes": dict(hidden=16, epochs=6, train=400, test=100, size=24),
+    "shapes": dict(hidden=16, epochs=6, train=300, test=100, size=24),
     "cifar10": dict(hidden=16, layers=4, epochs=2, train=500, test=100),
 }
 PLATES = 3  # images, rows, cols
