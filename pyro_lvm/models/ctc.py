@@ -95,14 +95,14 @@ def _check(log_probs, targets, input_lengths, target_lengths, blank: int) -> _In
     inside = torch.arange(s_max, device=log_probs.device) < target_lengths.unsqueeze(-1)
     with torch.no_grad():
         frames = torch.arange(t_max, device=log_probs.device).unsqueeze(-1) < input_lengths  # (T, N)
-        norm = log_probs.logsumexp(-1)  # (T, N), NaN where log_probs has a NaN
+        norm = log_probs.exp().sum(-1)  # (T, N), NaN where log_probs has a NaN
         masks = (
             (input_lengths < 1) | (input_lengths > t_max),
             (target_lengths < 0) | (target_lengths > s_max),
             inside & ((targets < 0) | (targets >= c)),
             inside & (targets == blank),
             torch.isnan(norm) & frames,
-            (norm.abs() > 1e-3) & frames,
+            ((norm - 1).abs() > 1e-3) & frames,
         )
         found = torch.stack([m.any() for m in masks]).tolist()  # one device sync
     if found[0]:
@@ -123,8 +123,8 @@ def _check(log_probs, targets, input_lengths, target_lengths, blank: int) -> _In
     if found[5]:
         t, i = (int(v) for v in masks[5].nonzero()[0])
         warnings.warn(
-            f"log_probs are not normalized: sequence {i}, frame {t} has logsumexp {float(norm[t, i]):.4g} "
-            "over classes (expected 0; pass log_softmax outputs)",
+            f"log_probs are not normalized: sequence {i}, frame {t} has probabilities summing to {float(norm[t, i]):.4g} "
+            "over classes (expected 1; pass log_softmax outputs)",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -183,6 +183,21 @@ def _feasible(inputs: _Inputs) -> torch.Tensor:
     return input_lengths >= target_lengths + repeats
 
 
+class _KernelGradientFix(torch.autograd.Function):
+    """Zero in value; adds ``exp(log_probs)`` on the frames of feasible sequences to the gradient, turning
+    torch's kernel gradient (with respect to log-softmax logits) into the gradient in ``log_probs``."""
+
+    @staticmethod
+    def forward(ctx, log_probs, weight):
+        ctx.save_for_backward(log_probs, weight)
+        return log_probs.new_zeros(log_probs.size(1))
+
+    @staticmethod
+    def backward(ctx, grad):
+        log_probs, weight = ctx.saved_tensors
+        return log_probs.exp() * (weight * grad.unsqueeze(-1)), None
+
+
 def ctc_log_likelihood(
     log_probs: torch.Tensor,
     targets: torch.Tensor,
@@ -214,10 +229,11 @@ def ctc_log_likelihood(
     inputs = _check(log_probs, targets, input_lengths, target_lengths, blank)
     if method == "native":
         loss = F.ctc_loss(*inputs, blank=blank, reduction="none", zero_infinity=zero_infinity)
-        frames = (torch.arange(inputs.log_probs.size(0), device=log_probs.device).unsqueeze(-1) < inputs.input_lengths).unsqueeze(-1)
-        probs = inputs.log_probs.exp() * (frames & _feasible(inputs).unsqueeze(-1)).to(log_probs.dtype)
-        correction = (probs - probs.detach()).sum((0, 2))  # value 0, gradient exp(log_probs)
-        return -loss + correction
+        if not (torch.is_grad_enabled() and log_probs.requires_grad):
+            return -loss
+        frames = torch.arange(log_probs.size(0), device=log_probs.device).unsqueeze(-1) < inputs.input_lengths
+        weight = (frames & _feasible(inputs)).unsqueeze(-1).to(log_probs.dtype)  # (T, N, 1)
+        return -loss + _KernelGradientFix.apply(log_probs, weight)
     if method != "enum":
         raise ValueError(f"method must be 'native' or 'enum', got {method!r}")
     chain = _alignment_chain(inputs, blank)
