@@ -362,3 +362,16 @@ def test_zero_probabilities():
     (grad,) = torch.autograd.grad(ctc_log_likelihood(log_probs, targets, il, tl, method="enum").sum(), log_probs)
     assert torch.isfinite(grad).all() and (grad[:, :, 4] == 0).all() and (grad[:4, 1, 0] == 0).all()
     torch.testing.assert_close(grad, ctc_posterior_marginals(log_probs, targets, il, tl), rtol=0, atol=1e-12)
+
+
+def test_long_inputs_match_torch():
+    """T = 500 frames: the vectorized chain (no Pyro site per frame) still equals torch."""
+    logits, targets, il, tl = random_case(11, t=500, n=4, c=30, s=60)
+    logits.requires_grad_()
+    ref = torch_ll(logits.log_softmax(-1), targets, il, tl)
+    ours = ctc_log_likelihood(logits.log_softmax(-1), targets, il, tl, method="enum")
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-9)
+    grads = [torch.autograd.grad(x.sum(), logits)[0] for x in (ours, ref)]
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-10)
+    best = ctc_viterbi(logits.detach().log_softmax(-1), targets, il, tl)
+    assert ctc_collapse(best) == [t[:n] for t, n in zip(targets.tolist(), tl.tolist())]
