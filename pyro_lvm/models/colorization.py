@@ -7,7 +7,8 @@ colour (the a*, b* channels of CIE L*a*b*), and ``z`` a segmentation that is nev
 
 ``p(z | x)`` is a small fully convolutional network (per-pixel logits over K segments) and
 ``p(y_ij | z_ij = k, x)`` a Gaussian in the ab plane whose mean and scale per segment and
-pixel come from a colour head on the same convolutional trunk. Given ``x`` the ``z_ij`` are
+pixel come from a colour head on the same convolutional trunk (or, with the ``"palette"``
+head, one Gaussian per segment shared by all pixels). Given ``x`` the ``z_ij`` are
 independent, so the sum factorizes per pixel and :class:`~pyro.infer.TraceEnum_ELBO`
 enumerates it exactly (empty guide); :class:`~pyro_lvm.infer.HardEM` replaces it by the
 argmax segment per pixel.
@@ -43,8 +44,9 @@ _L_TOL = 1e-3
 def conv_trunk(hidden: int = 32, num_layers: int = 4) -> nn.Sequential:
     """A small fully convolutional trunk: (N, 1, H, W) -> (N, hidden, H, W).
 
-    ``num_layers`` 3x3 convolutions with ReLU, dilations 1, 2, 4, 1, 2, 4, ... (zero padding
-    keeps H and W), so the receptive field grows quickly enough to see textures.
+    ``num_layers`` 3x3 convolutions, each followed by GroupNorm and ReLU, with dilations
+    1, 2, 4, 1, 2, 4, ... (zero padding keeps H and W), so the receptive field grows quickly
+    enough to see textures (17 pixels across with 4 layers).
     """
     if hidden < 1 or num_layers < 1:
         raise ValueError(f"hidden and num_layers must be >= 1, got {hidden} and {num_layers}")
