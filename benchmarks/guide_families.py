@@ -13,6 +13,7 @@ beside it and ``OUT/guide_families_<device>.png`` (test NLL against training wal
     python benchmarks/guide_families.py --quick                  # CPU, 8x8 digits, a few minutes
     python benchmarks/guide_families.py --device cuda            # MNIST, Burda et al.'s 784-200-200-50
     python benchmarks/guide_families.py --device cuda --dataset binarized_mnist --cases normal:elbo normal:iwae
+    python benchmarks/guide_families.py --device cuda --cases iaf:iwae --epochs 100 --batch-size 500   # one case, shorter
 
 The full configuration is the IWAE paper's one-layer model (Burda, Grosse and
 Salakhutdinov, 2015, Table 1: VAE 86.76 nats, IWAE k=50 84.78 nats, test NLL with k=5000
@@ -121,6 +122,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--cases", nargs="+", default=None, metavar="GUIDE:LOSS",
                    help="cases to run, e.g. normal:elbo iaf:iwae (default: every family with elbo, normal and iaf with iwae)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs of every case (default: 300; 40 under --quick)")
+    p.add_argument("--batch-size", type=int, default=None, help="minibatch size of every case (default: 100)")
+    p.add_argument("--eval-samples", type=int, default=None,
+                   help="importance samples per test example for the test NLL (default: 5000; 500 under --quick)")
     p.add_argument("--particles", type=int, default=None, help="IWAE particles K (default: 50; 5 under --quick)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     p.add_argument("--lr-decay", type=float, default=None, help="learning-rate factor per epoch (default: 0.99; 0.98 under --quick)")
@@ -130,7 +134,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     device = setup(args)
     size = "smoke" if args.smoke else "quick" if args.quick else "full"
     config = dict(CONFIGS[size])
-    for key in ("dataset", "epochs", "particles", "lr_decay"):
+    for key in ("dataset", "epochs", "batch_size", "eval_samples", "particles", "lr_decay"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     cases = CASES if args.cases is None else [tuple(c.split(":", 1)) for c in args.cases]
