@@ -271,3 +271,19 @@ def test_vae_example_rejects_iwae_with_a_point_guide(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _vae_example().parse_args(["--guide", "delta", "--loss", "iwae", "--out", str(tmp_path)])
     assert "--loss iwae needs a guide with" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["mvn", "lowrank"])
+def test_full_and_low_rank_families_get_the_closed_form_kl_to_a_diagonal_prior(name):
+    """KL(N(m, S) || N(mu, diag(s^2))) = 0.5 [tr(D^-1 S) + (mu - m)^T D^-1 (mu - m) - d + log det D - log det S]."""
+    x = torch.randn(5, 6)
+    q = make_guide(name, 6, 3, hidden_dims=(4,)).distribution(x)
+    prior = dist.Normal(torch.tensor([0.5, -1.0, 0.0]), torch.tensor([1.0, 2.0, 0.5])).to_event(1)
+    S, m = q.covariance_matrix, q.loc
+    D = prior.base_dist.scale**2
+    diff = prior.base_dist.loc - m
+    expected = 0.5 * ((S.diagonal(dim1=-2, dim2=-1) / D).sum(-1) + (diff**2 / D).sum(-1) - 3 + D.log().sum() - torch.logdet(S))
+    assert torch.allclose(torch.distributions.kl_divergence(q, prior), expected, atol=1e-4)
+    samples = q.rsample((20000,))
+    monte_carlo = (q.log_prob(samples) - prior.log_prob(samples)).mean(0)
+    assert torch.allclose(monte_carlo, expected, atol=0.05)

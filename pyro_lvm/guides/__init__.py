@@ -4,6 +4,7 @@ from pyro_lvm.guides.amortized import AmortizedGuide, AmortizedNormal
 from pyro_lvm.guides.check import check_guide_sites
 from pyro_lvm.guides.delta import AmortizedDelta, DeltaProposal
 from pyro_lvm.guides.flow import AmortizedIAF
+from pyro_lvm.guides.kl import as_multivariate_normal  # also registers the mvn/lowrank KLs to a diagonal prior
 from pyro_lvm.guides.local import LocalGuide, optimize_local_params
 from pyro_lvm.guides.lowrank import AmortizedLowRankNormal
 from pyro_lvm.guides.mvn import AmortizedMultivariateNormal
@@ -22,6 +23,7 @@ __all__ = [
     "DeltaProposal",
     "LocalGuide",
     "SemiAmortized",
+    "as_multivariate_normal",
     "check_guide_sites",
     "make_guide",
     "optimize_local_params",
