@@ -375,3 +375,19 @@ def test_long_inputs_match_torch():
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-10)
     best = ctc_viterbi(logits.detach().log_softmax(-1), targets, il, tl)
     assert ctc_collapse(best) == [t[:n] for t, n in zip(targets.tolist(), tl.tolist())]
+
+
+def test_chain_forward_under_autograd_matches_the_posterior_path():
+    """The banded recursion differentiated by autograd (chain_forward + chain_total) and by the
+    forward-backward posterior (chain_log_total) agree; so do the posteriors of both directions."""
+    from pyro_lvm.models.ctc import _alignment_chain, _check
+    from pyro_lvm.ops import chain_forward, chain_log_total, chain_total
+
+    logits, targets, il, tl = random_case(12)
+    chain = _alignment_chain(_check(logits.log_softmax(-1), targets, il, tl, 0), 0)
+    emissions = chain.emissions.detach().requires_grad_()
+    tracked = chain_total(chain_forward(chain.init, emissions, chain.transition, chain.lengths), chain.final)
+    fast = chain_log_total(chain.init, emissions, chain.transition, chain.lengths, chain.final)
+    torch.testing.assert_close(tracked, fast, rtol=0, atol=1e-10)
+    grads = [torch.autograd.grad(x.sum(), emissions)[0] for x in (tracked, fast)]
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-10)

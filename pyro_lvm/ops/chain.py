@@ -96,21 +96,56 @@ class BandedTransition:
             raise ValueError(f"banded transition logits must have shape (N, K, D), got {tuple(logits.shape)}")
         self.logits = logits.clamp(min=FLOOR)
         self.width = d = logits.size(-1)
-        # windows of the padded messages: forward window s holds alpha[s - D + 1 .. s] (d reversed),
-        # backward window i holds x[i .. i + D - 1], paired with the weight of move i -> i + d
+        # window s of the left-padded messages holds x[s - D + 1 .. s]: _into pairs it with the
+        # weights of the moves into s (d reversed); _ahead[i, d] is the weight of i -> i + d
         self._into = self.logits.flip(-1)
         ahead = [self.logits[..., 0]] + [F.pad(self.logits[..., j:, j], (0, j), value=FLOOR) for j in range(1, d)]
         self._ahead = torch.stack(ahead, -1)
 
-    def step(self, alpha: torch.Tensor, t: int, semiring: str) -> torch.Tensor:
-        """Message into frame ``t``: reduce over ``d`` of ``alpha[n, s - d] + logits[n, s, d]``; (N, K)."""
-        windows = F.pad(alpha, (self.width - 1, 0), value=FLOOR).unfold(-1, self.width, 1)
-        return _reduce(windows + self._into, -1, semiring)
+    def messages(self, init, emissions, lengths, final=None, semiring: str = "log"):
+        """:func:`chain_forward`'s messages and, given ``final``, the backward messages
+        ``beta[t, n, k]`` (log total weight of the frames after ``t`` given state ``k`` at ``t``),
+        from one loop over frames that runs both directions as one batch.
 
-    def step_back(self, beta: torch.Tensor, t: int) -> torch.Tensor:
-        """Backward message out of frame ``t``: ``logsumexp_d logits[n, i + d, d] + beta[n, i + d]``; (N, K)."""
-        windows = F.pad(beta, (0, self.width - 1), value=FLOOR).unfold(-1, self.width, 1)
-        return (windows + self._ahead).logsumexp(-1)
+        Each step computes ``x_u = step(x_{u-1} + e_{u-1})``: rows ``0..N-1`` hold the forward
+        messages without their own emission, rows ``N..2N-1`` the backward messages of frame
+        ``T - 1 - u`` with the states reversed, where the backward recursion is a forward one
+        with the reversed band. Emissions are 0 past each length, where a step is the identity.
+
+        :returns: ``alphas`` (T, N, K) and ``betas`` (T, N, K) or None.
+        """
+        t_max, n, k = emissions.shape
+        device = emissions.device
+        frames = (torch.arange(t_max, device=device).unsqueeze(-1) < lengths).unsqueeze(-1)  # (T, N, 1)
+        e = torch.where(frames, emissions.clamp(min=FLOOR), torch.zeros((), dtype=emissions.dtype, device=device))
+        steps = torch.arange(1, t_max, device=device).unsqueeze(-1)  # (T - 1, 1)
+        x, before, weights, keep = init.clamp(min=FLOOR).expand(n, k), e[:-1], self._into, steps >= lengths
+        if final is not None:
+            x = torch.cat([x, final.clamp(min=FLOOR).expand(n, k).flip(-1)], 0)
+            before = torch.cat([before, e.flip(0)[:-1].flip(-1)], 1)
+            weights = torch.cat([weights, self._ahead.flip(-2, -1)], 0)
+            keep = torch.cat([keep, t_max - steps >= lengths], 1)
+        keep = keep.unsqueeze(-1)
+        ragged = bool((lengths < t_max).any())
+        tracked = torch.is_grad_enabled() and any(
+            v is not None and v.requires_grad for v in (init, emissions, final, self.logits)
+        )
+        pad = self.width - 1
+        buffer = torch.full((x.size(0), k + pad), FLOOR, dtype=x.dtype, device=device)  # FLOOR-padded on the left
+        windows = buffer.unfold(-1, self.width, 1)  # a view: follows the buffer's updates
+        history = [x]
+        for u in range(1, t_max):
+            if tracked:  # autograd: no writes into a shared buffer
+                pre = x + before[u - 1]
+                win = F.pad(pre, (pad, 0), value=FLOOR).unfold(-1, self.width, 1)
+            else:
+                pre, win = torch.add(x, before[u - 1], out=buffer[:, pad:]), windows
+            new = _reduce(win + weights, -1, semiring)
+            x = torch.where(keep[u - 1], pre, new) if ragged else new
+            history.append(x)
+        history = torch.stack(history)
+        betas = None if final is None else history[:, n:].flip(0).flip(-1)
+        return history[:, :n] + e, betas
 
     def into(self, alpha: torch.Tensor, t: int, state: torch.Tensor) -> torch.Tensor:
         """Scores of the states at frame ``t - 1`` given ``state`` (S, N) at frame ``t``; (S, N, K)."""
@@ -141,6 +176,8 @@ def chain_forward(
     """
     if semiring not in ("log", "max"):
         raise ValueError(f"semiring must be 'log' or 'max', got {semiring!r}")
+    if isinstance(transition, BandedTransition):
+        return transition.messages(init, emissions, lengths, semiring=semiring)[0]
     emissions = emissions.clamp(min=FLOOR)  # -inf -> FLOOR: messages stay finite (sums of floors)
     alpha = init.clamp(min=FLOOR) + emissions[0]
     alphas = [alpha]
@@ -192,39 +229,49 @@ def chain_backtrack(
     return torch.stack(path[::-1], -1)
 
 
-def _posterior(alphas, emissions, transition, lengths, final, total) -> torch.Tensor:
-    """``p(z_t = k) = exp(alpha_t[k] + beta_t[k] - total)`` with backward messages ``beta``."""
-    t_max = alphas.size(0)
+def _backward_messages(emissions, transition: DenseTransition, lengths, final) -> torch.Tensor:
+    """``beta[t, n, k]``: log total weight of the frames after ``t`` given state ``k`` at ``t``; (T, N, K)."""
+    t_max = emissions.size(0)
     emissions = emissions.clamp(min=FLOOR)
-    beta = final.clamp(min=FLOOR).expand_as(alphas[0])
+    beta = final.clamp(min=FLOOR).expand_as(emissions[0])
     betas = [beta]
     ragged = bool((lengths < t_max).any())
     for t in range(t_max - 1, 0, -1):
         new = transition.step_back(emissions[t] + beta, t)
         beta = torch.where((lengths > t).unsqueeze(-1), new, beta) if ragged else new
         betas.append(beta)
-    frames = torch.arange(t_max, device=alphas.device).unsqueeze(-1) < lengths  # (T, N)
+    return torch.stack(betas[::-1])
+
+
+def _posterior(alphas, betas, lengths, total) -> torch.Tensor:
+    """``p(z_t = k) = exp(alpha_t[k] + beta_t[k] - total)`` on frames inside each length, else 0."""
+    frames = torch.arange(alphas.size(0), device=alphas.device).unsqueeze(-1) < lengths  # (T, N)
     keep = (frames & torch.isfinite(total)).unsqueeze(-1)
-    log_post = alphas + torch.stack(betas[::-1]) - total.masked_fill(~torch.isfinite(total), 0.0).unsqueeze(-1)
+    log_post = alphas + betas - total.masked_fill(~torch.isfinite(total), 0.0).unsqueeze(-1)
     return torch.where(keep, log_post.exp(), torch.zeros_like(log_post))
 
 
+def _messages(init, emissions, transition, lengths, final):
+    """Forward and backward messages: one joint loop for a banded chain, two loops otherwise."""
+    if isinstance(transition, BandedTransition):
+        return transition.messages(init, emissions, lengths, final)
+    return chain_forward(init, emissions, transition, lengths), _backward_messages(emissions, transition, lengths, final)
+
+
 class _LogTotal(torch.autograd.Function):
-    """The log total of a chain, differentiable in the emissions by one backward recursion."""
+    """The log total of a chain, differentiable in the emissions through the posterior."""
 
     @staticmethod
     def forward(ctx, emissions, init, transition, lengths, final):
-        alphas = chain_forward(init, emissions, transition, lengths)
+        alphas, betas = _messages(init, emissions, transition, lengths, final)
         total = chain_total(alphas, final)
-        ctx.save_for_backward(alphas, emissions, lengths, final, total)
-        ctx.transition = transition
+        ctx.save_for_backward(alphas, betas, lengths, total)
         return total
 
     @staticmethod
     def backward(ctx, grad_total):
-        alphas, emissions, lengths, final, total = ctx.saved_tensors
-        posterior = _posterior(alphas, emissions, ctx.transition, lengths, final, total)
-        return posterior * grad_total.unsqueeze(-1), None, None, None, None
+        alphas, betas, lengths, total = ctx.saved_tensors
+        return _posterior(alphas, betas, lengths, total) * grad_total.unsqueeze(-1), None, None, None, None
 
 
 def chain_log_total(
@@ -238,6 +285,8 @@ def chain_log_total(
     its gradient with respect to ``emissions`` is the posterior ``p(z_t = k)`` from a backward
     recursion. ``init``, ``transition`` and ``final`` are treated as constants (use
     :func:`chain_forward` and :func:`chain_total` to differentiate them)."""
+    if not (torch.is_grad_enabled() and emissions.requires_grad):
+        return chain_total(chain_forward(init, emissions, transition, lengths), final)
     return _LogTotal.apply(emissions, init.detach(), transition, lengths, final.detach())
 
 
@@ -251,5 +300,5 @@ def chain_marginals(
 ) -> torch.Tensor:
     """Posterior marginals ``p(z_t = k)``, (T, N, K), by the forward-backward recursions (zero past
     each length, and for sequences with no path)."""
-    alphas = chain_forward(init, emissions, transition, lengths)
-    return _posterior(alphas, emissions, transition, lengths, final, chain_total(alphas, final))
+    alphas, betas = _messages(init, emissions, transition, lengths, final)
+    return _posterior(alphas, betas, lengths, chain_total(alphas, final))
