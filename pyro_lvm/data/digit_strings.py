@@ -105,9 +105,9 @@ def make_digit_strings(
     return DigitStrings(out, widths, targets, counts, spans, frame_labels)
 
 
-def span_alignment_accuracy(alignments: torch.Tensor, spans: torch.Tensor, blank: int = 0) -> float:
+def span_alignment_accuracy(alignments: torch.Tensor, spans: torch.Tensor, blank: int = 0, tolerance: int = 0) -> float:
     """Share of the labelled (non-blank) frames of alignments that lie inside the true column span
-    of the digit they emit.
+    of the digit they emit (widened by ``tolerance`` columns on both sides).
 
     The ``k``-th label emitted by an alignment (a non-blank frame that starts a new label: after a
     blank or a different label) and the frames that repeat it belong to the ``k``-th digit.
@@ -122,5 +122,7 @@ def span_alignment_accuracy(alignments: torch.Tensor, spans: torch.Tensor, blank
     symbol = (starts.cumsum(1) - 1).clamp(min=0, max=spans.size(1) - 1)  # (N, T)
     lo, hi = spans[..., 0].gather(1, symbol), spans[..., 1].gather(1, symbol)
     t = torch.arange(alignments.size(1), device=alignments.device)
-    hit = labelled & (t >= lo) & (t < hi)
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0 columns, got {tolerance}")
+    hit = labelled & (t >= lo - tolerance) & (t < hi + tolerance)
     return float(hit.sum() / labelled.sum()) if labelled.any() else float("nan")

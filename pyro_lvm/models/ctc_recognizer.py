@@ -1,9 +1,13 @@
 """A CTC recognizer for images read column by column, as a Pyro model.
 
 ``p(z_t | x)`` comes from a small convolutional encoder over columns: each pixel column is a
-feature vector, and 1-D convolutions (dilated, batch-normalized) see about 29 columns around it; the labels are scored either by the
-CTC marginal over alignments (soft training, :class:`~pyro_lvm.distributions.CTC`) or by the
-probability of their Viterbi alignment (hard EM / Viterbi training).
+feature vector, and 1-D convolutions (dilated, batch-normalized) see about 29 columns around
+it. The labels are scored either by the CTC marginal over alignments (soft training,
+:class:`~pyro_lvm.distributions.CTC`) or by the probability of their Viterbi alignment (hard EM /
+Viterbi training).
+
+Import it from this module (``pyro_lvm.models`` does not re-export it: it builds on
+:mod:`pyro_lvm.distributions`, which builds on :mod:`pyro_lvm.models.ctc`).
 """
 
 from __future__ import annotations
