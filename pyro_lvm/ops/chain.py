@@ -217,7 +217,8 @@ def chain_backtrack(
     def choose(scores: torch.Tensor) -> torch.Tensor:
         if temperature == 0:
             return scores.argmax(-1)
-        return torch.distributions.Categorical(logits=scores).sample()
+        uniform = torch.rand_like(scores).clamp(min=torch.finfo(scores.dtype).tiny)
+        return (scores - (-uniform.log()).log()).argmax(-1)  # Gumbel-max: a draw from softmax(scores)
 
     scores = (alphas[-1] + final.clamp(min=FLOOR)).expand(num_samples, *alphas.shape[1:])
     state = choose(scores)  # (S, N)
