@@ -246,8 +246,8 @@ def ctc_log_likelihood(
 def ctc_viterbi(log_probs, targets, input_lengths, target_lengths, blank: int = 0) -> torch.Tensor:
     """The most probable alignment of each target, ``argmax_{z: B(z) = y} p(z | x)``.
 
-    A max-product forward pass over the alignment chain and a backtrace (what
-    ``infer_discrete(temperature=0)`` does on :func:`ctc_alignment_model`).
+    A max-product forward pass over the alignment chain and a backtrace along the best moves
+    (what ``infer_discrete(temperature=0)`` does on :func:`ctc_alignment_model`).
 
     :returns: LongTensor (N, T) of frame labels (blank included), ``-1`` past each input length
         and on the whole row of a target that no alignment can produce.
@@ -255,11 +255,9 @@ def ctc_viterbi(log_probs, targets, input_lengths, target_lengths, blank: int = 
     inputs = _check(log_probs, targets, input_lengths, target_lengths, blank)
     with torch.no_grad():
         chain = _alignment_chain(inputs, blank)
-        alphas = chain_forward(chain.init, chain.emissions, chain.transition, chain.lengths, "max")
-        positions = chain_backtrack(alphas, chain.final, chain.transition, chain.lengths, temperature=0)[0]
+        positions, score = chain.transition.best_path(chain.init, chain.emissions, chain.lengths, chain.final)
         labels = _mask_frames(chain.ext.gather(1, positions), chain.lengths)
-        feasible = chain_total(alphas, chain.final, "max") > float("-inf")
-    return labels.masked_fill(~feasible.unsqueeze(-1), -1)
+    return labels.masked_fill((score == float("-inf")).unsqueeze(-1), -1)
 
 
 def ctc_sample_alignments(

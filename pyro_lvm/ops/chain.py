@@ -147,6 +147,34 @@ class BandedTransition:
         betas = None if final is None else history[:, n:].flip(0).flip(-1)
         return history[:, :n] + e, betas
 
+    @torch.no_grad()
+    def best_path(self, init, emissions, lengths, final) -> tuple[torch.Tensor, torch.Tensor]:
+        """The most probable path by a max-product pass that keeps the best move into every state
+        (backpointers) and a backtrace along them: :func:`chain_forward` with ``semiring="max"``
+        and :func:`chain_backtrack` at ``temperature=0``, with fewer operations per frame.
+
+        :returns: ``path`` (N, T) states (frames past a length repeat the last state) and its log
+            weight (N,), ``-inf`` where no path has positive weight.
+        """
+        t_max, n, k = emissions.shape
+        pad, ragged = self.width - 1, bool((lengths < t_max).any())
+        e = emissions.clamp(min=FLOOR)
+        keep = (torch.arange(1, t_max, device=e.device).unsqueeze(-1) >= lengths).unsqueeze(-1)  # (T - 1, N, 1)
+        x = init.clamp(min=FLOOR) + e[0]
+        moves = []
+        for u in range(1, t_max):
+            best, window = (F.pad(x, (pad, 0), value=FLOOR).unfold(-1, self.width, 1) + self._into).max(-1)
+            x = torch.where(keep[u - 1], x, best + e[u]) if ragged else best + e[u]
+            moves.append(window)
+        score, state = (x + final.clamp(min=FLOOR)).max(-1)
+        offsets = pad - torch.stack(moves) if moves else None  # (T - 1, N, K): d of the best move into each state
+        path = [state]
+        for u in range(t_max - 1, 0, -1):
+            prev = state - offsets[u - 1].gather(-1, state.unsqueeze(-1)).squeeze(-1)
+            state = torch.where(keep[u - 1, :, 0], state, prev) if ragged else prev
+            path.append(state)
+        return torch.stack(path[::-1], -1), score.masked_fill(score <= FLOOR / 2, float("-inf"))
+
     def into(self, alpha: torch.Tensor, t: int, state: torch.Tensor) -> torch.Tensor:
         """Scores of the states at frame ``t - 1`` given ``state`` (S, N) at frame ``t``; (S, N, K)."""
         k = alpha.size(-1)
