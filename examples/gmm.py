@@ -46,8 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-k", type=int, default=6, help="model selection compares K = 1..max-k (default: 6)")
     p.add_argument("--posterior", choices=["nuts", "laplace"], default="nuts",
                    help="posterior draws for LOO: NUTS with z enumerated, or a Laplace approximation fitted by SVI (default: nuts)")
-    p.add_argument("--num-samples", type=int, default=300, help="posterior draws per K (default: 300)")
-    p.add_argument("--warmup", type=int, default=300, help="NUTS warm-up steps per K (default: 300)")
+    p.add_argument("--num-samples", type=int, default=200, help="posterior draws per K (default: 200)")
+    p.add_argument("--warmup", type=int, default=200, help="NUTS warm-up steps per K (default: 200)")
     p.add_argument("--selection-points", type=int, default=150, help="synthetic points used for model selection (default: 150)")
     p.add_argument("--float32", action="store_true", help="compute in float32 (default: float64)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")

@@ -78,6 +78,7 @@ def mixture_posterior(
     num_samples: int = 200,
     warmup_steps: int = 200,
     num_chains: int = 1,
+    max_tree_depth: int = 6,
     svi_steps: int = 300,
     lr: float = 0.05,
     progress: bool = False,
@@ -90,7 +91,9 @@ def mixture_posterior(
     :param gmm: an unfitted or fitted :class:`~pyro_lvm.models.GaussianMixture` (refitted by EM).
     :param X: data ``(N, D)``.
     :param method: ``"nuts"`` (``num_chains`` chains of ``num_samples`` after ``warmup_steps``,
-        ``z`` enumerated) or ``"laplace"`` (``num_samples`` draws, one chain).
+        ``z`` enumerated; trajectories of at most ``2**max_tree_depth`` leapfrog steps, which bounds
+        the cost when extra components are weakly identified) or ``"laplace"`` (``num_samples``
+        draws, one chain; the mode from ``svi_steps`` Adam steps with learning rate ``lr``).
     :returns: :class:`arviz.InferenceData` with ``posterior`` and ``log_likelihood`` groups.
     """
     if method not in POSTERIORS:
@@ -101,7 +104,8 @@ def mixture_posterior(
     Xt = gmm._as_tensor(X)
     start = gmm.fitted_sites()
     if method == "nuts":
-        kernel = NUTS(gmm.model, max_plate_nesting=1, init_strategy=init_to_value(values=start), jit_compile=True, ignore_jit_warnings=True)
+        kernel = NUTS(gmm.model, max_plate_nesting=1, init_strategy=init_to_value(values=start),
+                      max_tree_depth=max_tree_depth, jit_compile=True, ignore_jit_warnings=True)
         mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps, num_chains=num_chains, disable_progbar=not progress)
         mcmc.run(Xt)
         samples = mcmc.get_samples(group_by_chain=True)
