@@ -161,12 +161,13 @@ Python); with diagonal ones both do the same matrix products.
 log-likelihoods near -1300), gradients to 3e-4; in float64 both differ by under 1e-12, so
 it is rounding, not a different quantity. The enumerated chain is a Python loop over the
 150 frames (forward and backward messages in one loop; the gradient is their posterior),
-so for a single sequence it pays its per-frame cost alone: 12x the kernel at alphabet 28, 2x at alphabet 5000. From N = 64
-on it is 1.8-2x the kernel at alphabet 28 and 0.87-0.89x (faster) at alphabet 5000, where
-the native kernel's own work over the 5000 classes dominates. The target (<= 5 on CPU)
-holds everywhere except one sequence at alphabet 28. The `method="native"` wrapper costs
-1.04-1.06x the bare kernel for batches, 1.4-1.9x for one sequence (its input checks) and
-1.55x at alphabet 5000 (its gradient correction is an extra exp over the (T, N, C) tensor).
+so for a single sequence it pays its per-frame cost alone: 7x the kernel at alphabet 28,
+1.3x at alphabet 5000. From N = 64 on it is 1.7-1.75x the kernel at alphabet 28 and
+0.85-0.86x (faster) at alphabet 5000, where the native kernel's own work over the 5000
+classes dominates. The target (<= 5 on CPU) holds everywhere except one sequence at
+alphabet 28. The `method="native"` wrapper costs 1.03-1.04x the bare kernel for batches at
+alphabet 28, 1.5-1.6x for one sequence (its input checks) and about 1.56x at alphabet 5000
+(its gradient correction is an extra exp over the (T, N, C) tensor).
 """
 
 
