@@ -21,10 +21,11 @@ def test_paired_ratio_measures_a_known_ratio():
     import torch
 
     cpu = torch.device("cpu")
-    timing = _common.paired_ratio(lambda: time.sleep(0.006), lambda: time.sleep(0.002), cpu, repeats=5, warmup=1, clock="perf_counter")
-    assert 1.8 < timing["ratio"] < 3.5  # 3 in theory; sleep overshoots by a fraction of a millisecond
+    timing = _common.paired_ratio(lambda: time.sleep(0.03), lambda: time.sleep(0.01), cpu, repeats=5, warmup=1, clock="perf_counter")
+    # 3 in theory; on a loaded machine each sleep overshoots by up to a few milliseconds
+    assert 1.5 < timing["ratio"] < 3.5
     assert timing["ratio_q25"] <= timing["ratio"] <= timing["ratio_q75"]
-    assert timing["a_ms"] > timing["b_ms"] > 1.9 and timing["clock"] == "perf_counter"
+    assert timing["a_ms"] > timing["b_ms"] > 9.9 and timing["clock"] == "perf_counter"
     # the default clock on one CPU thread counts this thread's CPU time: busy work, not sleep
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
