@@ -166,3 +166,32 @@ def test_bad_input_is_named(data, kwargs, message):
     model, guide = vae(0)
     with pytest.raises(ValueError, match=message):
         train(model.model, guide, data, progress=False, **kwargs)
+
+
+def test_warns_when_a_module_story_bypasses_pyro():
+    """A PyroModule method run outside PyroModule.__call__ never registers its parameters: say so."""
+    from pyro.nn import PyroModule
+
+    class Story(PyroModule):
+        def __init__(self):
+            super().__init__()
+            self.loc = torch.nn.Parameter(torch.zeros(()))
+
+        def model(self, x):  # not decorated, not forward: self.loc is a plain tensor here
+            with pyro.plate("data", len(x)):
+                pyro.sample("x", dist.Normal(self.loc, 1.0), obs=x)
+
+        @pyro.nn.pyro_method
+        def registered_model(self, x):
+            with pyro.plate("data", len(x)):
+                pyro.sample("x", dist.Normal(self.loc, 1.0), obs=x)
+
+    story = Story()
+    with pytest.warns(RuntimeWarning, match=r"Story \(e.g. 'loc'\) were not registered"):
+        train(story.model, lambda x: None, torch.ones(8), steps=1, progress=False)
+    import warnings as _warnings
+
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error", RuntimeWarning)
+        train(story.registered_model, lambda x: None, torch.ones(8), steps=3, progress=False)
+    assert story.loc.item() != 0.0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -160,6 +161,24 @@ def svi_step(model, guide, loss, optimizer, batch: tuple, kwargs: dict) -> float
     optimizer(params)
     zero_grads(params)
     return value
+
+
+def _warn_unregistered_parameters(modules: list[torch.nn.Module]) -> None:
+    """Warn about module parameters that a step never registered with Pyro (so SVI cannot train them).
+
+    The usual cause: a PyroModule's story run as a plain method, outside ``PyroModule.__call__``.
+    """
+    registered = {id(p) for _, p in pyro.get_param_store().named_parameters()}
+    for m in modules:
+        missing = [name for name, p in m.named_parameters() if p.requires_grad and id(p) not in registered]
+        if missing:
+            warnings.warn(
+                f"{len(missing)} parameter(s) of {type(m).__name__} (e.g. {missing[0]!r}) were not registered "
+                "with Pyro during the first step, so they are not trained. Call the PyroModule itself (its forward "
+                "is the story) or decorate the method with @pyro.nn.pyro_method.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
 
 def _current_lr(optimizer) -> float | None:
@@ -310,6 +329,8 @@ def train(
                         f"loss became {e.args[0]} at step {step} (epoch {epoch}); last finite loss per example: "
                         f"{last}. Lower the learning rate, check the data, or warm up beta."
                     ) from None
+                if not history.step_loss:
+                    _warn_unregistered_parameters(modules)
                 n = _batch_size_of(batch)
                 history.step_loss.append(value / n)
                 epoch_total, epoch_count, step = epoch_total + value, epoch_count + n, step + 1
