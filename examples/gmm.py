@@ -155,6 +155,7 @@ def main(argv=None) -> None:
         order = np.lexsort((-resp.max(1), resp.argmax(1)))
         ax.imshow(resp[order].T, aspect="auto", interpolation="nearest", cmap="viridis")
         ax.set_xlabel("data point (sorted by MAP component)")
+        ax.set_yticks(range(resp.shape[1]))
         ax.set_ylabel("component k")
         ax.set_title(f"{name}: p(z = k | x) under EM")
     fig.tight_layout()
