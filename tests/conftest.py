@@ -1,11 +1,20 @@
-"""Shared fixtures: the real data folder beside the repository, validation on, fixed seeds."""
+"""Shared fixtures: the real data folder beside the repository, validation on, fixed seeds.
+
+Tests (and the example scripts they start) run torch on one thread: the models under test are
+small, and on a shared 2-core machine a second OpenMP thread waiting for a busy core makes
+each step many times slower.
+"""
 
 import os
 from pathlib import Path
 
-import pyro
-import pytest
-import torch
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported; inherited by subprocesses
+
+import pyro  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PYRO_LVM_TEST_DATA", REPO.parent / "shared" / "data"))
