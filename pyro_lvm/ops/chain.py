@@ -30,6 +30,8 @@ are reported as ``-inf`` by :func:`chain_total`.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -50,6 +52,135 @@ FLOOR = -1e30
 
 def _reduce(terms: torch.Tensor, dim: int, semiring: str) -> torch.Tensor:
     return terms.logsumexp(dim) if semiring == "log" else terms.amax(dim)
+
+
+#: frames whose step matrices :func:`_run_banded` builds at once.
+_BLOCK = 16
+#: messages of at most this many entries (rows x states) advance :data:`_FRAMES_PER_STEP` frames a step.
+_SMALL_MESSAGE = 1024
+_FRAMES_PER_STEP = 4
+
+
+def _band_step(sources, matrix, op, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``op``-reduce over ``d`` of ``sources[d] + matrix[d]``, pairwise (``torch.logaddexp`` or
+    ``torch.maximum``): a band of width 3 takes two vectorized operations, where a reduction over
+    a last dimension of size 3 costs several times more per element. ``sources[d]`` is the
+    previous message shifted right by ``d`` (FLOOR-filled), each (R, K); ``out`` receives the
+    result (no autograd) or None."""
+    acc = torch.add(sources[0], matrix[0], out=out) if out is not None else sources[0] + matrix[0]
+    for source, weight in zip(sources[1:], matrix[1:]):
+        acc = op(acc, source + weight, out=acc) if out is not None else op(acc, source + weight)
+    return acc
+
+
+def _shifted(padded: torch.Tensor, width: int, k: int) -> list[torch.Tensor]:
+    """Views ``padded[..., s - d]`` for ``d = 0..width - 1`` of a message left-padded by ``width - 1``."""
+    return [padded[..., width - 1 - d : width - 1 - d + k] for d in range(width)]
+
+
+def _step_matrices(before: torch.Tensor, weights: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """The steps ``x_u[s] = reduce_d x_{u-1}[s - d] + e_{u-1}[s - d] + w[s, d]`` as (U, D, R, K)
+    tensors ``m[u, d, r, s] = e_{u-1}[r, s - d] + w[r, s, d]``.
+
+    :param before: (U, R, K) emissions of the frame each step leaves.
+    :param weights: (R, K, D) transition weights ``w[r, s, d]`` of the moves ``s - d -> s``.
+    :param keep: (U, R) steps past a row's length, the identity (plus the emission); None if none.
+    """
+    width, k = weights.size(-1), before.size(-1)
+    shifted = torch.stack([F.pad(before[..., : k - d], (d, 0), value=FLOOR) for d in range(width)], 1)
+    moves = shifted + weights.permute(2, 0, 1)
+    if keep is None:
+        return moves
+    identity = F.pad(before.unsqueeze(1), (0, 0, 0, 0, 0, width - 1), value=FLOOR)
+    return torch.where(keep[:, None, :, None], identity, moves)
+
+
+def _compose(first: torch.Tensor, second: torch.Tensor, op) -> torch.Tensor:
+    """Two banded steps as one, for many step pairs at once: ``first`` (P, Da, R, K) then
+    ``second`` (P, Db, R, K) give (P, Da + Db - 1, R, K), offset ``j`` reducing with ``op`` over
+    the paths ``s - j -> s - d2 -> s``: ``first[d1][s - d2] + second[d2][s]`` with ``d1 + d2 = j``."""
+    da, db, k = first.size(1), second.size(1), first.size(-1)
+    offsets = []
+    for j in range(da + db - 1):
+        terms = [
+            second[:, d2] + F.pad(first[:, j - d2, :, : k - d2], (d2, 0), value=FLOOR)
+            for d2 in range(max(0, j - da + 1), min(db, j + 1))
+        ]
+        offsets.append(functools.reduce(op, terms))
+    return torch.stack(offsets, 1)
+
+
+def _run_few_steps(x: torch.Tensor, matrices: torch.Tensor, frames: int, op, semiring: str) -> torch.Tensor:
+    """:func:`_run_banded` for small messages, where each operation's fixed cost dominates:
+    ``frames`` (a power of two) steps composed into one for all frames at once
+    (:func:`_compose`, pairs, then pairs of pairs), a loop that takes ``frames`` frames a step
+    with one add and one reduction over the wider band, then the messages between filled in
+    level by level, one batched step each. ``matrices`` (U, D, R, K); returns (U + 1, R, K)."""
+    steps, k = matrices.size(0), x.size(-1)
+    padding = -steps % frames
+    if padding:  # identity steps
+        identity = torch.full_like(matrices[:1], FLOOR)
+        identity[:, 0] = 0.0
+        matrices = torch.cat([matrices, identity.expand(padding, *matrices.shape[1:])])
+    levels = [matrices]
+    while levels[-1].size(0) * frames > matrices.size(0):
+        levels.append(_compose(levels[-1][0::2], levels[-1][1::2], op))
+    top = levels[-1]
+    width = top.size(1)
+    windows_weights = top.flip(1).permute(0, 2, 3, 1)  # (C, R, K, W): window order, entry W - 1 is d = 0
+    buffer = x.new_full((top.size(0) + 1, *x.shape[:-1], k + width - 1), FLOOR)
+    xs = buffer[..., width - 1 :]
+    xs[0] = x
+    windows, outs = buffer.unfold(-1, width, 1), xs.unbind(0)
+    reduce = torch.logsumexp if semiring == "log" else torch.amax
+    for c in range(top.size(0)):
+        reduce(windows[c] + windows_weights[c], -1, out=outs[c + 1])
+    for level in reversed(levels[:-1]):
+        w = level.size(1)
+        sources = _shifted(F.pad(xs[:-1], (w - 1, 0), value=FLOOR), w, k)
+        between = _band_step(sources, level[0::2].unbind(1), op)
+        xs = torch.cat([torch.stack([xs[:-1], between], 1).flatten(0, 1), xs[-1:]])
+    return xs[: steps + 1]
+
+
+def _run_banded(x, before, weights, keep, semiring: str) -> torch.Tensor:
+    """Messages ``x_0 .. x_U`` of ``x_u[s] = reduce_d x_{u-1}[s - d] + before[u - 1, s - d] + weights[s, d]``
+    (the identity plus the emission where ``keep[u - 1]``): x (R, K) and :func:`_step_matrices`'s
+    arguments; returns (U + 1, R, K).
+
+    The steps' matrices are built :data:`_BLOCK` frames at a time (few operations, and blocks
+    that stay in cache). Without autograd every message is written in place into one
+    FLOOR-padded buffer whose shifted views are the next step's input: a frame costs ``D`` adds
+    and ``D - 1`` ``logaddexp`` and little Python; small messages go through
+    :func:`_run_few_steps` instead, which makes fewer, wider steps.
+    """
+    steps, width, k = before.size(0), weights.size(-1), x.size(-1)
+    op = torch.logaddexp if semiring == "log" else torch.maximum
+    blocks = (
+        [m.unbind(0) for m in _step_matrices(before[i : i + _BLOCK], weights, None if keep is None else keep[i : i + _BLOCK])]
+        for i in range(0, steps, _BLOCK)
+    )
+    if torch.is_grad_enabled() and any(v.requires_grad for v in (x, before, weights)):
+        history = [x]
+        for block in blocks:
+            for matrix in block:
+                x = _band_step(_shifted(F.pad(x, (width - 1, 0), value=FLOOR), width, k), matrix, op)
+                history.append(x)
+        return torch.stack(history)
+    if x.numel() <= _SMALL_MESSAGE:
+        matrices = _step_matrices(before, weights, keep)
+        return _run_few_steps(x, matrices, _FRAMES_PER_STEP, op, semiring)
+    buffer = x.new_full((steps + 1, *x.shape[:-1], k + width - 1), FLOOR)
+    messages = buffer[..., width - 1 :]
+    messages[0] = x
+    sources = list(zip(*(view.unbind(0) for view in _shifted(buffer, width, k))))  # [u][d]
+    outs = messages.unbind(0)
+    u = 0
+    for block in blocks:
+        for matrix in block:
+            _band_step(sources[u], matrix, op, out=outs[u + 1])
+            u += 1
+    return messages
 
 
 class DenseTransition:
@@ -107,10 +238,11 @@ class BandedTransition:
         ``beta[t, n, k]`` (log total weight of the frames after ``t`` given state ``k`` at ``t``),
         from one loop over frames that runs both directions as one batch.
 
-        Each step computes ``x_u = step(x_{u-1} + e_{u-1})``: rows ``0..N-1`` hold the forward
-        messages without their own emission, rows ``N..2N-1`` the backward messages of frame
-        ``T - 1 - u`` with the states reversed, where the backward recursion is a forward one
-        with the reversed band. Emissions are 0 past each length, where a step is the identity.
+        Rows ``0..N-1`` hold the forward messages without their own emission, rows ``N..2N-1``
+        the backward messages of frame ``T - 1 - u`` with the states reversed, where the backward
+        recursion is a forward one with the reversed band. The steps' banded matrices
+        (:func:`_step_matrices`, emissions included) are built a block of frames at a time, so
+        the loop over frames (:func:`_run_banded`) does one add and one reduction a frame.
 
         :returns: ``alphas`` (T, N, K) and ``betas`` (T, N, K) or None.
         """
@@ -119,31 +251,13 @@ class BandedTransition:
         frames = (torch.arange(t_max, device=device).unsqueeze(-1) < lengths).unsqueeze(-1)  # (T, N, 1)
         e = torch.where(frames, emissions.clamp(min=FLOOR), torch.zeros((), dtype=emissions.dtype, device=device))
         steps = torch.arange(1, t_max, device=device).unsqueeze(-1)  # (T - 1, 1)
-        x, before, weights, keep = init.clamp(min=FLOOR).expand(n, k), e[:-1], self._into, steps >= lengths
+        x, before, weights, keep = init.clamp(min=FLOOR).expand(n, k), e[:-1], self.logits, steps >= lengths
         if final is not None:
             x = torch.cat([x, final.clamp(min=FLOOR).expand(n, k).flip(-1)], 0)
             before = torch.cat([before, e.flip(0)[:-1].flip(-1)], 1)
-            weights = torch.cat([weights, self._ahead.flip(-2, -1)], 0)
+            weights = torch.cat([weights, self._ahead.flip(-2)], 0)
             keep = torch.cat([keep, t_max - steps >= lengths], 1)
-        keep = keep.unsqueeze(-1)
-        ragged = bool((lengths < t_max).any())
-        tracked = torch.is_grad_enabled() and any(
-            v is not None and v.requires_grad for v in (init, emissions, final, self.logits)
-        )
-        pad = self.width - 1
-        buffer = torch.full((x.size(0), k + pad), FLOOR, dtype=x.dtype, device=device)  # FLOOR-padded on the left
-        windows = buffer.unfold(-1, self.width, 1)  # a view: follows the buffer's updates
-        history = [x]
-        for u in range(1, t_max):
-            if tracked:  # autograd: no writes into a shared buffer
-                pre = x + before[u - 1]
-                win = F.pad(pre, (pad, 0), value=FLOOR).unfold(-1, self.width, 1)
-            else:
-                pre, win = torch.add(x, before[u - 1], out=buffer[:, pad:]), windows
-            new = _reduce(win + weights, -1, semiring)
-            x = torch.where(keep[u - 1], pre, new) if ragged else new
-            history.append(x)
-        history = torch.stack(history)
+        history = _run_banded(x, before, weights, keep if bool(keep.any()) else None, semiring)
         betas = None if final is None else history[:, n:].flip(0).flip(-1)
         return history[:, :n] + e, betas
 
