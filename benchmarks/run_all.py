@@ -157,16 +157,24 @@ to 1e-14 (both float64), and 0.67-0.87x its time on one thread: with full covari
 E-step is one matrix product for all components (scikit-learn loops over components in
 Python); with diagonal ones both do the same matrix products.
 
-**CTC.** Values equal the native kernel's to float32 rounding (at most 2.4e-4 on
-log-likelihoods near -1300), gradients to 3e-4; in float64 both differ by under 1e-12, so
-it is rounding, not a different quantity. The enumerated chain is a Python loop over the
-150 frames (forward and backward messages in one loop; the gradient is their posterior),
-so for a single sequence it pays its per-frame cost alone: 7x the kernel at alphabet 28,
-1.3x at alphabet 5000. From N = 64 on it is 1.7-1.75x the kernel at alphabet 28 and
-0.85-0.86x (faster) at alphabet 5000, where the native kernel's own work over the 5000
-classes dominates. The target (<= 5 on CPU) holds everywhere except one sequence at
-alphabet 28. The `method="native"` wrapper costs 1.03-1.04x the bare kernel for batches at
-alphabet 28, 1.5-1.6x for one sequence (its input checks) and about 1.56x at alphabet 5000
+**CTC.** Values equal the native kernel's to float32 rounding: against the float64 value of
+the same float32 inputs, both are off by the same amount (1.2e-4 vs 1.3e-4 nats at alphabet
+28, 5e-4 vs 4e-4 at 5000, on log-likelihoods near -400 and -1200), and in float64 the two
+differ by under 1e-12. The enumerated chain is a Python loop over frames (forward and
+backward messages in one batch; the gradient is their posterior), so what it costs depends
+on the batch. For a large one each frame is a few vectorized operations: the band of 3 moves
+is reduced by two pairwise `logaddexp` calls (a `logsumexp` over a last dimension of size 3
+cost 4x more per element), and each frame's transition-plus-emission weights are built 16
+frames at a time. At alphabet 28 that is 1.3x the kernel from N = 64 on (it was 1.75x with
+`logsumexp`), and at alphabet 5000, where the native kernel's own work over the 5000 classes
+dominates, 0.68-0.85x (faster). For one short sequence every operation's fixed cost
+dominates. There the chain composes four frames into one step of width 9 for all frames at
+once, runs a quarter of the steps (one add and one `logsumexp` each), and fills in the frames
+between with two batched steps. That brought N = 1 at alphabet 28 from 7.1x to 4.85x
+(q25-q75 4.5-5.7), within the target of 5 but not by much: the native kernel does the whole
+sequence in 0.7 ms, and 150 frames of even two small tensor operations from Python cost
+about as much. The `method="native"` wrapper costs 1.02-1.04x the bare kernel for batches
+at alphabet 28, 1.5x for one sequence (its input checks) and about 1.5x at alphabet 5000
 (its gradient correction is an extra exp over the (T, N, C) tensor).
 """
 

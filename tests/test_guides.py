@@ -287,3 +287,16 @@ def test_full_and_low_rank_families_get_the_closed_form_kl_to_a_diagonal_prior(n
     samples = q.rsample((20000,))
     monte_carlo = (q.log_prob(samples) - prior.log_prob(samples)).mean(0)
     assert torch.allclose(monte_carlo, expected, atol=0.05)
+
+
+def test_train_stops_on_a_guide_for_a_missing_site_before_any_step():
+    def model(x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            w = pyro.sample("w", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            pyro.sample("obs", dist.Normal(w.sum(-1, keepdim=True).expand(-1, 3), 1.0).to_event(1), obs=x)
+
+    guide = AmortizedNormal(3, 2, hidden_dims=(4,))  # site "z", which the model does not have
+    before = [p.detach().clone() for p in guide.parameters()]
+    with pytest.raises(ValueError, match=r"samples 'z'.*latent sites are \['w'\]"):
+        train(model, guide, torch.randn(8, 3), epochs=1, batch_size=4, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, guide.parameters()))

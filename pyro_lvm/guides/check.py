@@ -35,8 +35,8 @@ def check_guide_sites(model: Callable, guide: Callable, *args, **kwargs) -> None
     latent = sorted(n for n, s in model_sites.items() if not s["is_observed"])
     observed = sorted(n for n, s in model_sites.items() if s["is_observed"])
     for name, site in _sample_sites(guide_trace).items():
-        if site["is_observed"] or (name in model_sites and not model_sites[name]["is_observed"]):
-            continue
+        if site["is_observed"] or site["infer"].get("is_auxiliary") or (name in model_sites and not model_sites[name]["is_observed"]):
+            continue  # auxiliary: an autoguide's joint latent, which it unpacks into the model's sites
         what = "observes" if name in model_sites else "has no sample site"
         raise ValueError(
             f"the guide samples {name!r}, but the model {what} {name!r}; the model's latent sites are "

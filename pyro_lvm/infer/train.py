@@ -27,6 +27,7 @@ from pyro import poutine
 from pyro.infer.util import zero_grads
 from tqdm.auto import tqdm
 
+from pyro_lvm.guides.check import check_guide_sites
 from pyro_lvm.infer.annealing import scale_latents
 from pyro_lvm.infer.checkpoint import (
     atomic_save,
@@ -321,6 +322,8 @@ def train(
                 if scaled[0] != b:  # same callables while beta stays put (a compiled ELBO keys its trace on them)
                     scaled = (b, model, guide) if b == 1.0 else (b, scale_latents(b)(model), scale_latents(b)(guide))
                 m, g = scaled[1:]
+                if not history.step_loss:  # a guide for the wrong sites fails here, naming the model's sites
+                    check_guide_sites(m, g, *batch, **model_kwargs)
                 try:
                     value = svi_step(m, g, loss, optimizer, batch, model_kwargs)
                 except FloatingPointError as e:
