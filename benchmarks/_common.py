@@ -12,9 +12,12 @@ competing for the cores then slow neither side down in the figures.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -28,6 +31,7 @@ __all__ = [
     "ID_KEYS",
     "RESULTS_DIR",
     "clock_name",
+    "jax_peer_available",
     "markdown_table",
     "paired_ratio",
     "parser",
@@ -72,6 +76,19 @@ def setup(args: argparse.Namespace) -> torch.device:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def jax_peer_available(threads: int, module: str = "jax") -> bool:
+    """Import ``module`` (``jax`` or ``numpyro``) for a peer row, pinning XLA to one CPU thread
+    first when ``threads == 1``; False when it is not installed (``pip install numpyro jax``)."""
+    if threads == 1 and "jax" not in sys.modules:
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def clock_name(device: torch.device) -> str:

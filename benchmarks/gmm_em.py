@@ -13,10 +13,16 @@ on 1000 rows.
 Metrics per case: ``ratio_vs_sklearn`` = pyro_lvm fit time / scikit-learn fit time (paired,
 median), ``speedup`` = its inverse, and ``loglik_gap`` = pyro_lvm's final mean log-likelihood
 per sample minus scikit-learn's (both from ``score(X)``; >= -1e-3 means we converge as well).
+
+On CPU a peer row per case, ``<case>, jax``, times the same EM written in JAX (the whole fit
+one ``jax.jit``, float64, XLA pinned to ``--threads``; ``_jax_gmm_em.py``) against
+scikit-learn by the wall clock: the fastest thing people would write instead. It is skipped,
+with a note, when JAX is not installed (``pip install numpyro jax``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -26,7 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import paired_ratio, parser, row, setup, write_results  # noqa: E402
+from _common import jax_peer_available, paired_ratio, parser, row, setup, write_results  # noqa: E402
 
 __all__ = ["main", "make_data", "shared_init"]
 
@@ -71,6 +77,46 @@ def shared_init(X: np.ndarray, k: int, covariance_type: str, seed: int) -> dict:
     else:
         precisions = np.repeat((1.0 / np.diag(cov))[None], k, axis=0)
     return {"means_init": means, "weights_init": np.full(k, 1.0 / k), "precisions_init": precisions}
+
+
+def _jax_rows(args, cases, pairs: int, sklearn_threads: int | None) -> list[dict]:
+    """Peer rows: the EM in JAX over scikit-learn, same data, start, tol and max_iter."""
+    if not jax_peer_available(args.threads):
+        print(f"{NAME}: JAX is not installed (pip install numpyro jax); no jax rows")
+        return []
+    import jax
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+    from threadpoolctl import threadpool_limits
+
+    from _jax_gmm_em import JaxMixtureEM
+
+    device, rows = torch.device("cpu"), []
+    for n, d, k, cov_type, devices in cases:
+        if "cpu" not in devices:
+            continue
+        X = make_data(n, d, k, args.seed)
+        init = shared_init(X, k, cov_type, args.seed)
+        common = dict(covariance_type=cov_type, tol=args.tol, max_iter=args.max_iter, reg_covar=1e-6)
+        peer = JaxMixtureEM(X, init, **common)
+        theirs = SkGaussianMixture(n_components=k, **common, **init, init_params="random_from_data", random_state=args.seed)
+        peer.fit()  # compile
+        with threadpool_limits(sklearn_threads) if sklearn_threads else contextlib.nullcontext(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            timing = paired_ratio(peer.fit, lambda: theirs.fit(X), device, repeats=pairs, warmup=1, clock="perf_counter")
+        theirs_ll = float(theirs.score(X))
+        rows.append(row(
+            NAME, f"{_count(n)} x {d} x {k} {cov_type}, jax", device, args.quick or args.smoke,
+            n=n, d=d, k=k, covariance_type=cov_type, dtype="float64", peer="jax",
+            ratio_vs_sklearn=timing["ratio"], speedup=1.0 / timing["ratio"],
+            jax_s=timing["a_ms"] / 1e3, sklearn_s=timing["b_ms"] / 1e3, pairs=timing["pairs"], clock=timing["clock"],
+            loglik=peer.score(), sklearn_loglik=theirs_ll, loglik_gap=peer.score() - theirs_ll,
+            n_iter=peer.n_iter_, sklearn_n_iter=int(theirs.n_iter_),
+            sklearn_threads=sklearn_threads or os.cpu_count(), jax=jax.__version__,
+        ))
+        print(f"{NAME} {rows[-1]['case']:24s} ratio {timing['ratio']:.3f} ({timing['a_ms'] / 1e3:.3f} s vs "
+              f"{timing['b_ms'] / 1e3:.3f} s, wall clock), loglik gap {rows[-1]['loglik_gap']:+.2e}, "
+              f"iters {peer.n_iter_} vs {theirs.n_iter_}", flush=True)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -137,6 +183,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"{NAME} {rows[-1]['case']:24s} ratio {timing['ratio']:.3f} ({timing['a_ms'] / 1e3:.3f} s vs "
               f"{timing['b_ms'] / 1e3:.3f} s), loglik gap {ours_ll - theirs_ll:+.2e}, "
               f"iters {ours.n_iter_} vs {theirs.n_iter_}", flush=True)
+    if device.type == "cpu":
+        rows += _jax_rows(args, cases, pairs, sklearn_threads)
     path = write_results(NAME, rows, args.out)
     print(f"wrote {path}")
     return rows

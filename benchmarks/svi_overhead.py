@@ -33,7 +33,6 @@ draw, one pyro_lvm step and one plain step must give the same loss and the same 
 from __future__ import annotations
 
 import copy
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -44,7 +43,7 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import paired_ratio, parser, row, setup, write_results  # noqa: E402
+from _common import jax_peer_available, paired_ratio, parser, row, setup, write_results  # noqa: E402
 
 from pyro_lvm.guides import AmortizedNormal  # noqa: E402
 from pyro_lvm.infer import JitTraceMeanField_ELBO  # noqa: E402
@@ -148,17 +147,6 @@ class NumPyroVAE:
         return float(loss.block_until_ready())
 
 
-def _numpyro_available(threads: int) -> bool:
-    """Import NumPyro (pinning XLA to one CPU thread first when ``threads == 1``); False if absent."""
-    if threads == 1 and "jax" not in sys.modules:
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
-    try:
-        import numpyro  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _networks(data_dim: int, hidden: tuple[int, ...], z_dim: int, device: torch.device, seed: int):
     torch.manual_seed(seed)
     model = DeepLatentGaussian(data_dim, z_dim, hidden).to(device)
@@ -191,7 +179,7 @@ def _numpyro_rows(args, device, batches, hidden, data_dim, z_dim, pairs, lr) -> 
     """Peer rows: NumPyro's jitted step over the plain PyTorch step (CPU only: JAX here is CPU-only)."""
     if device.type != "cpu":
         return []
-    if not _numpyro_available(args.threads):
+    if not jax_peer_available(args.threads, "numpyro"):
         print(f"{NAME}: NumPyro is not installed (pip install numpyro jax); no numpyro rows")
         return []
     import numpyro

@@ -87,3 +87,23 @@ def test_help_names_every_flag(name, capsys):
     out = capsys.readouterr().out
     for flag in ("--quick", "--device", "--out", "--threads"):
         assert flag in out
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_jax_peer_em_matches_scikit_learn(covariance_type):
+    pytest.importorskip("jax", reason="the JAX peer needs jax (pip install numpyro jax)")
+    import warnings
+
+    from _jax_gmm_em import JaxMixtureEM
+    from gmm_em import make_data, shared_init
+    from sklearn.mixture import GaussianMixture
+
+    X = make_data(2000, 3, 3, seed=4)
+    init = shared_init(X, 3, covariance_type, seed=4)
+    peer = JaxMixtureEM(X, init, covariance_type, tol=1e-6, max_iter=50, reg_covar=1e-6).fit()
+    reference = GaussianMixture(3, covariance_type=covariance_type, tol=1e-6, max_iter=50, reg_covar=1e-6, **init)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference.fit(X)
+    assert peer.n_iter_ == reference.n_iter_
+    assert peer.score() == pytest.approx(reference.score(X), abs=1e-10)
