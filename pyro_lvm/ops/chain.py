@@ -23,7 +23,9 @@ left-to-right alignment chain), which costs ``O(N K D)`` per frame instead of ``
 
 The recursion is a loop over frames of batched tensor operations (an O(log T)-depth scan of
 dense ``K x K`` log-matrix products, as in ``DiscreteHMM``, costs O(T K^3) and measured 3x
-slower than this loop for CTC's K = 81 at N = 1). Log weights below :data:`FLOOR` (``-inf``)
+slower than this loop for CTC's K = 81 at N = 1). A banded chain with small messages instead
+composes a few frames' bands into one wider band for all frames at once and loops over
+fewer, wider steps (a middle ground between the two). Log weights below :data:`FLOOR` (``-inf``)
 are raised to it so that messages and gradients stay finite; totals at or below ``FLOOR / 2``
 are reported as ``-inf`` by :func:`chain_total`.
 """
