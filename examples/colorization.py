@@ -153,9 +153,7 @@ def plot_samples(path, x, samples, true_rgb, rows=4):
 def plot_curves(path, histories: dict):
     fig, axes = plt.subplots(1, len(histories), figsize=(4.5 * len(histories), 3.2), squeeze=False)
     for ax, (name, (history, unit)) in zip(axes[0], histories.items()):
-        ax.plot([e["epoch"] + 1 for e in history.epochs], [e["train_loss"] for e in history.epochs], marker="o")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(unit)
+        history.plot(ax, ylabel=unit)
         ax.set_title(name, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -145,11 +145,8 @@ def plot_training(histories: dict, path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for mode, h in histories.items():
-        ax.plot([r["epoch"] + 1 for r in h.epochs], [r["train_loss"] for r in h.epochs], marker="o", label=f"{mode}: train")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss per string (nats)")
+        h.plot(ax, label=mode, ylabel="loss per string (nats)")
     ax.set_title("soft: -log p(y|x); hard: -log p(z*|x)")
-    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)

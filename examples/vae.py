@@ -210,17 +210,8 @@ def save_figures(out, model, guide, history, x_test, y_test, side, args) -> list
     recon = model.likelihood_dist(z_test[:10]).mean
     grid(torch.cat([x, recon]), 2, 10, written[1], "top: test images; bottom: mean of p(x | z), z ~ q(z | x)")
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    steps = torch.tensor(history.step_loss)
-    window = max(1, len(steps) // 100)
-    smooth = steps.unfold(0, window, window).mean(1) if len(steps) >= window else steps
-    ax.plot((torch.arange(len(smooth)) + 1) * window, smooth, label="train loss (per example, smoothed)")
-    val = [(r["step"], r["val_loss"]) for r in history.epochs if r["val_loss"] is not None]
-    if val:
-        ax.plot(*zip(*val), "o-", label="test loss (per example)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("negative ELBO (nats)" if args.loss == "elbo" else f"negative IWAE bound, K={args.particles} (nats)")
-    ax.legend()
+    ax = history.plot(ylabel="negative ELBO (nats)" if args.loss == "elbo" else f"negative IWAE bound, K={args.particles} (nats)")
+    fig = ax.figure
     fig.savefig(out / written[2], dpi=100, bbox_inches="tight")
     plt.close(fig)
 

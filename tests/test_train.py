@@ -195,3 +195,22 @@ def test_warns_when_a_module_story_bypasses_pyro():
         _warnings.simplefilter("error", RuntimeWarning)
         train(story.registered_model, lambda x: None, torch.ones(8), steps=3, progress=False)
     assert story.loc.item() != 0.0
+
+
+def test_history_plot_draws_the_smoothed_steps_and_the_validation_points():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pyro.clear_param_store()
+    model, guide = vae(0)
+    x = dynamic_binarize(digits(), torch.Generator().manual_seed(0))
+    history = train(model.model, guide, x, epochs=2, batch_size=64, val_data=x[:50], progress=False)
+    ax = history.plot(label="run")
+    train_line, val_line = ax.get_lines()
+    assert len(train_line.get_xdata()) == len(history.step_loss)  # 10 steps: windows of one
+    assert list(val_line.get_xdata()) == [r["step"] for r in history.epochs]
+    assert list(val_line.get_ydata()) == pytest.approx([r["val_loss"] for r in history.epochs])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["run: train (smoothed)", "run: validation"]
+    plt.close(ax.figure)

@@ -59,6 +59,28 @@ class History:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def plot(self, ax=None, label: str | None = None, ylabel: str = "loss per example (nats)"):
+        """Draw the training loss against the step (per-step losses averaged over about 100
+        windows) and the validation loss at the end of each epoch that has one; returns the
+        matplotlib axes (a new figure's when ``ax`` is None). ``label`` prefixes the legend
+        entries, so several runs can share one axes."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 4))
+        prefix = f"{label}: " if label else ""
+        steps = torch.tensor(self.step_loss)
+        window = max(1, len(steps) // 100)
+        smooth = steps[: len(steps) // window * window].view(-1, window).mean(1)
+        (line,) = ax.plot((torch.arange(len(smooth)) + 1) * window, smooth, label=f"{prefix}train (smoothed)")
+        val = [(r["step"], r["val_loss"]) for r in self.epochs if r["val_loss"] is not None]
+        if val:
+            ax.plot(*zip(*val), "o--", color=line.get_color(), label=f"{prefix}validation")
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+        return ax
+
 
 class _TensorBatches:
     """Minibatches of the rows of equally long tensors, reshuffled each epoch."""
