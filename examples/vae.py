@@ -35,6 +35,7 @@ from pyro_lvm import runs
 from pyro_lvm.data import dynamic_binarize, load_binarized_mnist, load_digits, load_mnist
 from pyro_lvm.guides import GUIDE_FAMILIES, AmortizedDelta, AmortizedGuide, LocalGuide, make_guide, optimize_local_params
 from pyro_lvm.infer import (
+    JitTraceMeanField_ELBO,
     active_units,
     amortization_gap,
     bits_per_dim,
@@ -46,6 +47,7 @@ from pyro_lvm.infer import (
 )
 from pyro_lvm.models import DeepLatentGaussian
 
+JIT_GUIDES = ("normal", "delta")  # families whose programs compile with torch.jit.trace (mvn and lowrank do not)
 DELTA_SCALES = (0.01, 0.03, 0.1, 0.3, 1.0)  # candidate proposal scales around a point encoder's z
 DATASET_DEFAULTS = {  # z_dim, epochs, batch size: a run of a few minutes on a laptop CPU
     "digits": dict(z_dim=2, epochs=300, batch_size=100),
@@ -91,6 +93,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default="outputs/vae", help="output folder for metrics.json and figures (default: outputs/vae)")
     p.add_argument("--quick", action="store_true", help="a small run (seconds): few epochs, 100 importance samples on 200 test examples")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument(
+        "--jit", action="store_true",
+        help="compile the ELBO (pyro_lvm.infer.JitTraceMeanField_ELBO) and turn Pyro's validation off: the fast "
+             "configuration of benchmarks/svi_overhead.py; --loss elbo with the normal or delta guide",
+    )
     args = p.parse_args(argv)
     defaults = DATASET_DEFAULTS[args.dataset]
     args.z_dim = args.z_dim or defaults["z_dim"]
@@ -103,6 +110,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.local_steps = min(args.local_steps, 200)
     if args.guide == "delta" and args.loss == "iwae":
         p.error("--guide delta has no density (it trains the hard ELBO); --loss iwae needs a guide with one")
+    if args.jit and (args.loss != "elbo" or args.guide not in JIT_GUIDES or args.kl_warmup):
+        p.error(f"--jit compiles the mean-field ELBO for the {', '.join(JIT_GUIDES)} guides: it needs --loss elbo, "
+                f"one of those guides and no --kl-warmup (got --loss {args.loss} --guide {args.guide} --kl-warmup {args.kl_warmup})")
     for flag in ("particles", "rank", "flows", "eval_samples", "gap_examples"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
@@ -131,6 +141,10 @@ def load_data(args):
 
 
 def make_loss(args):
+    if args.jit:
+        return JitTraceMeanField_ELBO(
+            num_particles=args.particles, vectorize_particles=args.particles > 1, max_plate_nesting=1, ignore_jit_warnings=True
+        )
     if args.loss == "iwae":
         return pyro.infer.RenyiELBO(alpha=0.0, num_particles=args.particles, vectorize_particles=True, max_plate_nesting=1)
     return pyro.infer.TraceMeanField_ELBO(num_particles=args.particles, vectorize_particles=args.particles > 1, max_plate_nesting=1)
@@ -231,6 +245,8 @@ def save_figures(out, model, guide, history, x_test, y_test, side, args) -> list
 def main(argv=None) -> dict:
     args = parse_args(argv)
     runs.set_seed(args.seed)
+    if args.jit:
+        pyro.enable_validation(False)
     device = runs.resolve_device(args.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -279,6 +295,7 @@ def main(argv=None) -> dict:
         "guide": args.guide,
         "loss": args.loss,
         "particles": args.particles,
+        "jit": args.jit,
         "z_dim": args.z_dim,
         "hidden": args.hidden,
         "epochs": args.epochs,

@@ -53,3 +53,17 @@ def test_missing_data_folder_is_a_clear_error(tmp_path):
 def test_full_default_run(tmp_path):
     _, metrics = run_example(tmp_path)
     assert metrics["eval_samples"] == 5000
+
+
+def test_quick_run_with_the_compiled_elbo(tmp_path):
+    _, metrics = run_example(tmp_path, "--quick", "--jit")
+    assert metrics["jit"] and metrics["test_elbo"] < 0
+    assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"] - 1.0
+
+
+def test_jit_refuses_what_it_cannot_compile(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--quick", "--jit", "--guide", "iaf", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and "--jit" in result.stderr and "--guide iaf" in result.stderr
