@@ -1,7 +1,6 @@
 """Amortization gap against the mean-field closed form; posterior means and active units."""
 
 import pyro
-import pyro.distributions as dist
 import pytest
 import torch
 

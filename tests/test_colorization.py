@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyro
 import pyro.distributions as dist
 import pytest
 import torch

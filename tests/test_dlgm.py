@@ -1,6 +1,5 @@
 """DeepLatentGaussian: its joint density, that SVI trains every parameter, both likelihoods, bad input."""
 
-import pyro
 import pyro.distributions as dist
 import pytest
 import torch

@@ -1,6 +1,5 @@
 """Guide families: each trains without NaN; exactness against closed forms; bookkeeping of local and delta."""
 
-import math
 
 import pyro
 import pyro.distributions as dist
