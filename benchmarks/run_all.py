@@ -67,6 +67,8 @@ The CPU tables of svi_overhead, gmm_em and ctc come from
 `--quick` come from a `--quick` run. **No GPU results yet**: on a CUDA machine run
 `python benchmarks/run_all.py --device cuda` (every benchmark has a CUDA path, timed with
 synchronisation) and commit `benchmarks/results/`; its rows join the CPU rows in the same files.
+`python -m pytest tests/test_cuda.py` checks the CUDA paths against the CPU and the native
+kernels first (it skips without a GPU).
 """
 
 SECTIONS = {
