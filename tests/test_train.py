@@ -41,7 +41,7 @@ def run(epochs, ckpt, resume=False, seed=0):
 
 def test_resume_equals_uninterrupted(tmp_path):
     full_model, full_guide, full_history = run(4, tmp_path / "full.pt")
-    run(2, tmp_path / "part.pt")
+    part_history = run(2, tmp_path / "part.pt")[2]
     # a fresh process would build new modules with other initial values; resume must overwrite them all
     model, guide, history = run(4, tmp_path / "part.pt", resume=True, seed=99)
     for a, b in [(full_model, model), (full_guide, guide)]:
@@ -50,6 +50,9 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert history.step_loss == full_history.step_loss
     assert [r["val_loss"] for r in history.epochs] == [r["val_loss"] for r in full_history.epochs]
     assert [r["lr"] for r in history.epochs] == pytest.approx([1e-2 * 0.9 ** (e + 1) for e in range(4)])
+    # the inherited epochs keep their own timings, so the total covers all four epochs
+    assert [r["seconds"] for r in history.epochs[:2]] == [r["seconds"] for r in part_history.epochs]
+    assert history.train_seconds > part_history.train_seconds > 0
 
 
 def test_resume_restores_plain_pyro_params(tmp_path):

@@ -59,6 +59,11 @@ class History:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def train_seconds(self) -> float:
+        """Wall-clock seconds of all recorded epochs, the epochs a resumed run inherited included."""
+        return sum(record["seconds"] for record in self.epochs)
+
     def plot(self, ax=None, label: str | None = None, ylabel: str = "loss per example (nats)"):
         """Draw the training loss against the step (per-step losses averaged over about 100
         windows) and the validation loss at the end of each epoch that has one; returns the
