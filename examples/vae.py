@@ -8,6 +8,7 @@ test log-likelihood and bits/dim, with figures.
     python examples/vae.py --quick              # the same, in a few seconds
     python examples/vae.py --dataset mnist --data-dir DIR --epochs 50
     python examples/vae.py --guide iaf --loss iwae --particles 5   # any family, either objective
+    python examples/vae.py --loss iwae --particles 50 --init-from elbo_run.pt   # IWAE after ELBO pretraining
 
 Guide families (``--guide``): normal, mvn, lowrank, iaf, delta (the hard ELBO:
 rate-distortion, not a bound), local (per-example parameters, non-amortized SVI)
@@ -24,6 +25,7 @@ import argparse
 import math
 import resource
 import time
+from pathlib import Path
 
 import pyro
 import pyro.infer
@@ -41,6 +43,7 @@ from pyro_lvm.infer import (
     bits_per_dim,
     importance_log_likelihood,
     linear_warmup,
+    load_weights,
     per_example_elbo,
     posterior_means,
     train,
@@ -88,6 +91,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-examples", type=int, default=None, help="evaluate on the first N test examples only (default: all)")
     p.add_argument("--checkpoint", default=None, help="checkpoint file, written atomically every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    p.add_argument(
+        "--init-from", default=None, metavar="CHECKPOINT",
+        help="start from the weights in another run's checkpoint (same --guide and architecture), with this run's own "
+             "loss, optimizer and schedule: e.g. --loss iwae after ELBO pretraining",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", default="outputs/vae", help="output folder for metrics.json and figures (default: outputs/vae)")
@@ -113,6 +121,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.jit and (args.loss != "elbo" or args.guide not in JIT_GUIDES or args.kl_warmup):
         p.error(f"--jit compiles the mean-field ELBO for the {', '.join(JIT_GUIDES)} guides: it needs --loss elbo, "
                 f"one of those guides and no --kl-warmup (got --loss {args.loss} --guide {args.guide} --kl-warmup {args.kl_warmup})")
+    if args.init_from is not None and not Path(args.init_from).is_file():
+        p.error(f"--init-from {args.init_from}: no such checkpoint file")
     for flag in ("particles", "rank", "flows", "eval_samples", "gap_examples"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
@@ -258,6 +268,7 @@ def main(argv=None) -> dict:
     bias = DeepLatentGaussian.output_bias_from_data(x_train)
     model = DeepLatentGaussian(data_dim, args.z_dim, args.hidden, args.activation, output_bias=bias)
     guide = build_guide(args, model, data_dim, len(x_train))
+    pretrained = None if args.init_from is None else load_weights(args.init_from, model.model, guide)
     local = args.guide == "local"  # its model and guide calls carry the example ids
     optimizer = pyro.optim.ExponentialLR({"optimizer": torch.optim.Adam, "optim_args": {"lr": args.lr}, "gamma": args.lr_decay})
     n_eval = len(x_test) if args.eval_examples is None else min(args.eval_examples, len(x_test))
@@ -327,6 +338,10 @@ def main(argv=None) -> dict:
         "pyro": pyro.__version__,
         "pyro_lvm": pyro_lvm.__version__,
         "seed": args.seed,
+        "init_from": None if pretrained is None else {
+            "checkpoint": str(args.init_from), "epochs": len(pretrained.epochs), "train_seconds": pretrained.train_seconds,
+            "final_train_loss": pretrained.epochs[-1]["train_loss"] if pretrained.epochs else None,
+        },
         "history": history.epochs,
     }
     metrics["figures"] = save_figures(

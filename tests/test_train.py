@@ -4,6 +4,7 @@ import math
 
 import pyro
 import pyro.distributions as dist
+import pyro.infer
 import pyro.optim
 import pytest
 import torch
@@ -11,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from pyro_lvm.data import dynamic_binarize, load_digits
 from pyro_lvm.guides import AmortizedNormal
-from pyro_lvm.infer import TrainingDiverged, linear_warmup, scale_latents, train
+from pyro_lvm.infer import TrainingDiverged, linear_warmup, load_weights, scale_latents, train
 from pyro_lvm.infer import checkpoint as checkpoint_module
 from pyro_lvm.models import DeepLatentGaussian
 
@@ -53,6 +54,31 @@ def test_resume_equals_uninterrupted(tmp_path):
     # the inherited epochs keep their own timings, so the total covers all four epochs
     assert [r["seconds"] for r in history.epochs[:2]] == [r["seconds"] for r in part_history.epochs]
     assert history.train_seconds > part_history.train_seconds > 0
+
+
+def test_load_weights_starts_a_new_run_from_a_checkpoint(tmp_path):
+    trained_model, trained_guide, trained_history = run(2, tmp_path / "pre.pt")
+    pyro.clear_param_store()
+    model, guide = vae(99)
+    pretrained = load_weights(tmp_path / "pre.pt", model.model, guide)
+    for a, b in [(trained_model, model), (trained_guide, guide)]:
+        for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.equal(p, q), name
+    assert pretrained.step_loss == trained_history.step_loss
+    # a new objective, optimizer and schedule from those weights: the first step's loss is the pretrained level
+    history = train(model.model, guide, digits(), loss=pyro.infer.RenyiELBO(alpha=0.0, num_particles=2), epochs=1,
+                    batch_size=64, lr=1e-3, batch_transform=dynamic_binarize, progress=False)
+    assert len(history.epochs) == 1 and history.epochs[0]["lr"] == 1e-3
+    assert history.step_loss[0] < trained_history.step_loss[0] - 5.0
+
+
+def test_load_weights_refuses_another_models_checkpoint(tmp_path):
+    run(1, tmp_path / "pre.pt")
+    pyro.set_rng_seed(0)
+    with pytest.raises(ValueError, match="holds the weights of 2 modules, but this model and guide have 1"):
+        load_weights(tmp_path / "pre.pt", DeepLatentGaussian(64, 3, (16,)).model, lambda x: None)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        load_weights(tmp_path / "pre.pt", DeepLatentGaussian(64, 4, (16,)).model, AmortizedNormal(64, 4, (16,)))
 
 
 def test_resume_restores_plain_pyro_params(tmp_path):

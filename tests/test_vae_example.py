@@ -67,3 +67,21 @@ def test_jit_refuses_what_it_cannot_compile(tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2 and "--jit" in result.stderr and "--guide iaf" in result.stderr
+
+
+def test_iwae_run_starts_from_an_elbo_runs_checkpoint(tmp_path):
+    _, pre = run_example(tmp_path / "pre", "--quick", "--epochs", "5", "--checkpoint", str(tmp_path / "pre.pt"))
+    _, metrics = run_example(tmp_path / "iwae", "--quick", "--epochs", "1", "--loss", "iwae", "--particles", "3",
+                             "--init-from", str(tmp_path / "pre.pt"))
+    assert metrics["init_from"]["epochs"] == 5 and metrics["init_from"]["train_seconds"] > 0
+    assert len(metrics["history"]) == 1  # its own schedule, not the pretraining's epochs
+    # it starts where the pretraining stopped, not from a fresh initialization
+    assert metrics["history"][0]["train_loss"] < pre["history"][0]["train_loss"] - 1.0
+
+
+def test_init_from_a_missing_file_is_a_clear_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--quick", "--init-from", str(tmp_path / "none.pt"), "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and "--init-from" in result.stderr and "none.pt" in result.stderr

@@ -5,7 +5,7 @@ from pyro_lvm.infer.annealing import linear_warmup, scale_latents
 from pyro_lvm.infer.evaluate import bits_per_dim, importance_log_likelihood, log_importance_weights, per_example_elbo
 from pyro_lvm.infer.hard_em import HardEM
 from pyro_lvm.infer.jit_elbo import JitTraceMeanField_ELBO
-from pyro_lvm.infer.train import History, TrainingDiverged, train
+from pyro_lvm.infer.train import History, TrainingDiverged, load_weights, train
 
 __all__ = [
     "HardEM",
@@ -17,6 +17,7 @@ __all__ = [
     "bits_per_dim",
     "importance_log_likelihood",
     "linear_warmup",
+    "load_weights",
     "log_importance_weights",
     "per_example_elbo",
     "posterior_means",

@@ -37,7 +37,7 @@ from pyro_lvm.infer.checkpoint import (
     restore_rng_state,
 )
 
-__all__ = ["train", "History", "TrainingDiverged", "svi_step", "as_batch_source"]
+__all__ = ["train", "load_weights", "History", "TrainingDiverged", "svi_step", "as_batch_source"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -157,6 +157,34 @@ def _modules_of(*fns) -> list[torch.nn.Module]:
         if isinstance(owner, torch.nn.Module) and all(owner is not m for m in found):
             found.append(owner)
     return found
+
+
+def _restore_weights(state: dict, modules: list[torch.nn.Module], checkpoint) -> None:
+    """Put a checkpoint's module state_dicts and non-module Pyro parameters back."""
+    if len(state["modules"]) != len(modules):
+        raise ValueError(
+            f"checkpoint={os.fspath(checkpoint)!r} holds the weights of {len(state['modules'])} modules, "
+            f"but this model and guide have {len(modules)}: it comes from another model or guide"
+        )
+    for m, sd in zip(modules, state["modules"]):
+        m.load_state_dict(sd)
+    restore_param_store(state["param_store"])
+
+
+def load_weights(checkpoint: str | os.PathLike, model, guide, device=None) -> History:
+    """Start ``model`` and ``guide`` from the weights in a :func:`train` checkpoint, and take
+    nothing else from it: no optimizer state, random state or epoch count. A run begun after this
+    has its own objective and schedule, e.g. IWAE training that continues ELBO pretraining
+    (:func:`train`'s ``resume`` is for continuing the same run).
+
+    :param model, guide: callables backed by the same modules as the run that wrote the checkpoint.
+    :returns: the checkpoint's :class:`History`, what the weights went through.
+    :raises ValueError: when the checkpoint holds another number of modules.
+    :raises RuntimeError: (from ``load_state_dict``) when a module's parameters differ in name or shape.
+    """
+    state = torch.load(checkpoint, map_location=device or "cpu", weights_only=False)
+    _restore_weights(state, _modules_of(model, guide), checkpoint)
+    return History(**state["history"])
 
 
 def svi_step(model, guide, loss, optimizer, batch: tuple, kwargs: dict) -> float:
@@ -310,9 +338,7 @@ def train(
     history, step, start_epoch = History(), 0, 0
     if resume and checkpoint is not None and os.path.exists(checkpoint):
         state = torch.load(checkpoint, map_location=device, weights_only=False)
-        for m, sd in zip(modules, state["modules"]):
-            m.load_state_dict(sd)
-        restore_param_store(state["param_store"])
+        _restore_weights(state, modules, checkpoint)
         if isinstance(optimizer, torch.optim.Optimizer):
             optimizer.load_state_dict(state["optimizer"])
         else:
