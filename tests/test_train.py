@@ -40,14 +40,18 @@ def run(epochs, ckpt, resume=False, seed=0):
     return model, guide, history
 
 
+def assert_same_weights(modules, others):
+    for a, b in zip(modules, others, strict=True):
+        for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+            assert torch.equal(p, q), name
+
+
 def test_resume_equals_uninterrupted(tmp_path):
     full_model, full_guide, full_history = run(4, tmp_path / "full.pt")
     part_history = run(2, tmp_path / "part.pt")[2]
     # a fresh process would build new modules with other initial values; resume must overwrite them all
     model, guide, history = run(4, tmp_path / "part.pt", resume=True, seed=99)
-    for a, b in [(full_model, model), (full_guide, guide)]:
-        for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
-            assert torch.equal(p, q), name
+    assert_same_weights([full_model, full_guide], [model, guide])
     assert history.step_loss == full_history.step_loss
     assert [r["val_loss"] for r in history.epochs] == [r["val_loss"] for r in full_history.epochs]
     assert [r["lr"] for r in history.epochs] == pytest.approx([1e-2 * 0.9 ** (e + 1) for e in range(4)])
@@ -61,9 +65,7 @@ def test_load_weights_starts_a_new_run_from_a_checkpoint(tmp_path):
     pyro.clear_param_store()
     model, guide = vae(99)
     pretrained = load_weights(tmp_path / "pre.pt", model.model, guide)
-    for a, b in [(trained_model, model), (trained_guide, guide)]:
-        for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
-            assert torch.equal(p, q), name
+    assert_same_weights([trained_model, trained_guide], [model, guide])
     assert pretrained.step_loss == trained_history.step_loss
     # a new objective, optimizer and schedule from those weights: the first step's loss is the pretrained level
     history = train(model.model, guide, digits(), loss=pyro.infer.RenyiELBO(alpha=0.0, num_particles=2), epochs=1,
