@@ -55,8 +55,8 @@ CONFIGS = {
                   eval_samples=20, eval_examples=50, gap_examples=10, gap_steps=5),
 }
 TABLE_COLUMNS = [
-    "case", "device", "dataset", "epochs", "test_elbo", "test_nll", "bits_per_dim", "amortization_gap",
-    "active_units", "seconds_per_epoch", "examples_per_second", "peak_memory_mb",
+    "case", "device", "dataset", "epochs", "test_elbo", "test_nll", "eval_samples", "test_examples", "bits_per_dim",
+    "amortization_gap", "active_units", "seconds_per_epoch", "examples_per_second", "peak_memory_mb",
 ]
 
 
@@ -125,6 +125,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--batch-size", type=int, default=None, help="minibatch size of every case (default: 100)")
     p.add_argument("--eval-samples", type=int, default=None,
                    help="importance samples per test example for the test NLL (default: 5000; 500 under --quick)")
+    p.add_argument("--eval-examples", type=int, default=None,
+                   help="score only the first N test examples (default: all of them)")
     p.add_argument("--particles", type=int, default=None, help="IWAE particles K (default: 50; 5 under --quick)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     p.add_argument("--lr-decay", type=float, default=None, help="learning-rate factor per epoch (default: 0.99; 0.98 under --quick)")
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     device = setup(args)
     size = "smoke" if args.smoke else "quick" if args.quick else "full"
     config = dict(CONFIGS[size])
-    for key in ("dataset", "epochs", "batch_size", "eval_samples", "particles", "lr_decay"):
+    for key in ("dataset", "epochs", "batch_size", "eval_samples", "eval_examples", "particles", "lr_decay"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     cases = CASES if args.cases is None else [tuple(c.split(":", 1)) for c in args.cases]

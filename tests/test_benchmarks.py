@@ -107,3 +107,19 @@ def test_jax_peer_em_matches_scikit_learn(covariance_type):
         reference.fit(X)
     assert peer.n_iter_ == reference.n_iter_
     assert peer.score() == pytest.approx(reference.score(X), abs=1e-10)
+
+
+def test_guide_families_writes_a_row_per_case(tmp_path):
+    import guide_families
+
+    rows = guide_families.main(["--smoke", "--out", str(tmp_path), "--cases", "delta:elbo", "normal:iwae", "--eval-examples", "30"])
+    assert [r["case"] for r in rows] == ["delta+elbo", "normal+iwae(K=2)"]
+    for r in rows:
+        assert r["benchmark"] == "guide_families" and r["dataset"] == "digits" and r["test_examples"] == 30
+        assert math.isfinite(r["test_nll"]) and r["test_nll"] > 0 and r["seconds_per_epoch"] > 0
+    assert not rows[0]["test_elbo_is_bound"] and rows[1]["test_elbo_is_bound"]  # delta's hard ELBO is labelled as such
+    assert rows[1]["test_elbo"] <= -rows[1]["test_nll"] + 1e-3  # the IWAE bound is below the K=20 estimate, up to noise
+    saved = json.loads((tmp_path / "guide_families_cpu.json").read_text())
+    assert [r["case"] for r in saved] == [r["case"] for r in rows]
+    assert "| normal+iwae(K=2) | cpu | digits |" in (tmp_path / "guide_families_cpu.md").read_text()
+    assert (tmp_path / "guide_families_cpu.png").stat().st_size > 0
