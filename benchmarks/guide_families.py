@@ -56,7 +56,8 @@ CONFIGS = {
 }
 TABLE_COLUMNS = [
     "case", "device", "dataset", "epochs", "test_elbo", "test_nll", "eval_samples", "test_examples", "bits_per_dim",
-    "amortization_gap", "active_units", "seconds_per_epoch", "examples_per_second", "peak_memory_mb",
+    "amortization_gap", "active_units", "active_directions", "seconds_per_epoch", "examples_per_second",
+    "peak_memory_mb",
 ]
 
 
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 test_elbo_is_bound=m["test_elbo_is_bound"], test_nll=m["test_nll"], bits_per_dim=m["bits_per_dim"],
                 eval_samples=m["eval_samples"], test_examples=m["test_examples"], likelihood_proposal=m["likelihood_proposal"],
                 amortization_gap=m["amortization_gap"], gap_examples=m["gap_examples"], active_units=m["active_units"],
+                active_directions=m["active_directions"],
                 train_seconds=m["train_seconds"], seconds_per_epoch=m["seconds_per_epoch"],
                 examples_per_second=m["examples_per_second"], peak_memory_mb=m["peak_memory_mb"],
             ))
@@ -173,8 +175,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "test_elbo of `delta` is the hard ELBO (rate-distortion objective, no entropy term): not a bound on log p(x); "
         "its test_nll uses a Gaussian proposal around the point. test_nll: importance sampling with eval_samples "
         "samples per test example (positive, nats). amortization_gap: per-example optimized ELBO minus the encoder's "
-        "(same family, gap_examples test examples); none for `local`, which has no encoder. Wall-clock figures come "
-        "from a shared machine when the device is a CPU.\n\n"
+        "(same family, gap_examples test examples); none for `local`, which has no encoder. active_units: latent axes "
+        "whose posterior mean varies across test examples (variance > 0.01, Burda et al.); active_directions: the "
+        "same count along principal directions, which full-covariance guides and flows may rotate away from the axes. "
+        "Wall-clock figures come from a shared machine when the device is a CPU.\n\n"
     )
     (path.parent / f"{name}.md").write_text(notes + markdown_table(all_rows, TABLE_COLUMNS))
     plot(rows, histories, path.parent / f"{name}.png")

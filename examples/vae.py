@@ -38,6 +38,7 @@ from pyro_lvm.data import dynamic_binarize, load_binarized_mnist, load_digits, l
 from pyro_lvm.guides import GUIDE_FAMILIES, AmortizedDelta, AmortizedGuide, LocalGuide, make_guide, optimize_local_params
 from pyro_lvm.infer import (
     JitTraceMeanField_ELBO,
+    active_directions,
     active_units,
     amortization_gap,
     bits_per_dim,
@@ -297,7 +298,9 @@ def main(argv=None) -> dict:
     gap = None
     if isinstance(guide, AmortizedGuide):  # local has no encoder, hence no amortization gap
         gap = amortization_gap(model.model, guide, x_eval[: args.gap_examples], steps=args.gap_steps)
-    units, unit_variances = active_units(posterior_means(eval_guide, x_eval))
+    means = posterior_means(eval_guide, x_eval)
+    units, unit_variances = active_units(means)
+    directions, direction_variances = active_directions(means)
     eval_seconds = time.perf_counter() - t0
     is_bound = getattr(guide, "is_bound", True)
     metrics = {
@@ -326,6 +329,8 @@ def main(argv=None) -> dict:
         "gap_examples": None if gap is None else min(args.gap_examples, n_eval),
         "active_units": units,
         "latent_mean_variances": unit_variances,
+        "active_directions": directions,
+        "latent_mean_principal_variances": direction_variances,
         "bits_per_dim": bits_per_dim(ll.mean().item(), data_dim),
         "train_seconds": train_seconds,
         "seconds_per_epoch": train_seconds / max(1, len(history.epochs)),
@@ -352,7 +357,8 @@ def main(argv=None) -> dict:
     print(
         f"test {'hard ELBO' if not is_bound else 'ELBO'} {metrics['test_elbo']:.2f} nats, test log p(x) {metrics['test_log_likelihood']:.2f} nats "
         f"(k={args.eval_samples}, {n_eval} images), {metrics['bits_per_dim']:.4f} bits/dim, "
-        f"{metrics['seconds_per_epoch']:.2f} s/epoch; amortization gap {gap_text}, {units}/{args.z_dim} active units"
+        f"{metrics['seconds_per_epoch']:.2f} s/epoch; amortization gap {gap_text}, {units}/{args.z_dim} active units "
+        f"({directions} active directions)"
     )
     print(f"wrote metrics.json and {len(metrics['figures'])} figures to {out.resolve()}")
     return metrics

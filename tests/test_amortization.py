@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pyro_lvm.guides import AmortizedDelta, AmortizedNormal, LocalGuide, make_guide, optimize_local_params
-from pyro_lvm.infer import active_units, amortization_gap, per_example_elbo, posterior_means
+from pyro_lvm.infer import active_directions, active_units, amortization_gap, per_example_elbo, posterior_means
 
 from test_guides import LinearGaussian, correlated_linear_gaussian  # tests/ is on sys.path under pytest
 
@@ -110,3 +110,20 @@ def test_active_units_counts_dimensions_whose_mean_varies_across_examples():
     assert active_units(means, threshold=0.001)[0] == 3
     with pytest.raises(ValueError, match="means"):
         active_units(torch.zeros(1, 4))
+
+
+def test_active_directions_do_not_depend_on_the_axes():
+    """Two used directions, rotated across all six axes: every axis varies, two directions do."""
+    torch.manual_seed(0)
+    aligned = torch.randn(3000, 6) * torch.tensor([1.0, 0.3, 0.02, 0.02, 0.0, 0.0])
+    rotation = torch.linalg.qr(torch.randn(6, 6))[0]
+    rotated = aligned @ rotation.T
+    assert active_units(aligned)[0] == active_directions(aligned)[0] == 2
+    assert active_units(rotated, threshold=0.001)[0] == 6
+    count, variances = active_directions(rotated)
+    assert count == 2
+    assert torch.allclose(variances[:2], torch.tensor([1.0, 0.09]), rtol=0.1) and (variances.diff() <= 0).all()
+    assert variances.sum() == pytest.approx(rotated.var(0).sum().item(), rel=1e-5)  # a rotation keeps the total
+    assert active_directions(torch.randn(50, 1))[1].shape == (1,)
+    with pytest.raises(ValueError, match="means"):
+        active_directions(torch.zeros(1, 4))

@@ -255,7 +255,8 @@ def test_vae_example_runs_the_families_that_need_extra_care(name, tmp_path):
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["guide"] == name and m["test_examples"] == 40 and m["test_nll"] > 0
     assert m["test_nll"] == pytest.approx(-m["test_log_likelihood"])
-    assert 0 <= m["active_units"] <= m["z_dim"]
+    assert 0 <= m["active_units"] <= m["z_dim"] and 0 <= m["active_directions"] <= m["z_dim"]
+    assert len(m["latent_mean_principal_variances"]) == m["z_dim"]
     assert m["test_elbo_is_bound"] is (name != "delta")
     if name == "delta":
         assert "hard ELBO" in m["objective"] and "N(point" in m["likelihood_proposal"]

@@ -1,6 +1,6 @@
 """Training and evaluation: one SVI loop, hard EM, importance-weighted log-likelihood, bits/dim."""
 
-from pyro_lvm.infer.amortization import active_units, amortization_gap, posterior_means
+from pyro_lvm.infer.amortization import active_directions, active_units, amortization_gap, posterior_means
 from pyro_lvm.infer.annealing import linear_warmup, scale_latents
 from pyro_lvm.infer.evaluate import bits_per_dim, importance_log_likelihood, log_importance_weights, per_example_elbo
 from pyro_lvm.infer.hard_em import HardEM
@@ -12,6 +12,7 @@ __all__ = [
     "History",
     "JitTraceMeanField_ELBO",
     "TrainingDiverged",
+    "active_directions",
     "active_units",
     "amortization_gap",
     "bits_per_dim",

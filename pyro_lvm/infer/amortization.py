@@ -7,6 +7,10 @@
   encoder leaves on the table. Zero or more up to Monte Carlo and optimization error.
 * :func:`active_units`: latent dimensions ``j`` with ``Var_x(E_q[z_j | x]) > threshold``
   (Burda et al., 2015, Section 5.2: threshold 0.01).
+* :func:`active_directions`: the same count for the principal directions of the posterior
+  means, which does not depend on the axes. A diagonal guide pushes the used subspace onto
+  the axes, so both counts agree; under a full-covariance guide or a flow the model is free to
+  rotate it (the prior is isotropic), and the per-axis count then reads every unit as active.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pyro_lvm.guides.amortized import AmortizedGuide
 from pyro_lvm.guides.local import LocalGuide, optimize_local_params
 from pyro_lvm.infer.evaluate import per_example_elbo
 
-__all__ = ["amortization_gap", "active_units", "posterior_means"]
+__all__ = ["amortization_gap", "active_directions", "active_units", "posterior_means"]
 
 
 def amortization_gap(
@@ -98,3 +102,16 @@ def active_units(means: torch.Tensor, threshold: float = 0.01) -> tuple[int, tor
         raise ValueError(f"means must have shape (N, latent_dim) with N >= 2, got {tuple(means.shape)}")
     variances = means.var(0)
     return int((variances > threshold).sum()), variances
+
+
+def active_directions(means: torch.Tensor, threshold: float = 0.01) -> tuple[int, torch.Tensor]:
+    """Count the principal directions of the posterior means whose variance exceeds ``threshold``.
+
+    :param means: (N, latent_dim) posterior means ``E_q[z | x_n]`` (:func:`posterior_means`).
+    :returns: ``(count, variances)``: the eigenvalues (latent_dim,) of the means' covariance
+        over examples, largest first. Unchanged by any rotation of the latent space.
+    """
+    if means.dim() != 2 or means.shape[0] < 2:
+        raise ValueError(f"means must have shape (N, latent_dim) with N >= 2, got {tuple(means.shape)}")
+    variances = torch.linalg.eigvalsh(torch.cov(means.T.double()).reshape(means.shape[1], means.shape[1])).flip(0)
+    return int((variances > threshold).sum()), variances.to(means.dtype)
