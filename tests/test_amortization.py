@@ -7,7 +7,7 @@ import torch
 from pyro_lvm.guides import AmortizedDelta, AmortizedNormal, LocalGuide, make_guide, optimize_local_params
 from pyro_lvm.infer import active_directions, active_units, amortization_gap, per_example_elbo, posterior_means
 
-from test_guides import LinearGaussian, correlated_linear_gaussian  # tests/ is on sys.path under pytest
+from linear_gaussian import LinearGaussian, correlated_linear_gaussian  # tests/ is on sys.path under pytest
 
 
 def test_gap_of_an_untrained_encoder_is_the_distance_to_the_mean_field_optimum():

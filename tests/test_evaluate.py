@@ -9,43 +9,12 @@ import torch
 
 from pyro_lvm.infer import bits_per_dim, importance_log_likelihood, per_example_elbo
 
-
-class LinearGaussian:
-    """z ~ N(0, I_d), x | z ~ N(W z + b, sigma^2 I_D): p(x) = N(b, W W^T + sigma^2 I)."""
-
-    def __init__(self, d=2, D=3, sigma=0.5, seed=0):
-        g = torch.Generator().manual_seed(seed)
-        self.W = torch.randn(D, d, generator=g, dtype=torch.float64)
-        self.b = torch.randn(D, generator=g, dtype=torch.float64)
-        self.sigma, self.d, self.D = sigma, d, D
-
-    def model(self, x):
-        with pyro.plate("data", x.shape[0], dim=-1):
-            z = pyro.sample("z", dist.Normal(torch.zeros(self.d, dtype=x.dtype), 1.0).to_event(1))
-            pyro.sample("x", dist.Normal(z @ self.W.T + self.b, self.sigma).to_event(1), obs=x)
-
-    def marginal(self) -> dist.MultivariateNormal:
-        cov = self.W @ self.W.T + self.sigma**2 * torch.eye(self.D, dtype=torch.float64)
-        return dist.MultivariateNormal(self.b, cov)
-
-    def posterior(self, x) -> dist.MultivariateNormal:
-        precision = torch.eye(self.d, dtype=torch.float64) + self.W.T @ self.W / self.sigma**2
-        cov = torch.linalg.inv(precision)
-        mean = (x - self.b) @ self.W @ cov / self.sigma**2  # cov is symmetric
-        return dist.MultivariateNormal(mean, cov)
-
-    def exact_guide(self, x):
-        with pyro.plate("data", x.shape[0], dim=-1):
-            pyro.sample("z", self.posterior(x))
-
-    def prior_guide(self, x):
-        with pyro.plate("data", x.shape[0], dim=-1):
-            pyro.sample("z", dist.Normal(torch.zeros(self.d, dtype=x.dtype), 1.0).to_event(1))
+from linear_gaussian import LinearGaussian  # tests/ is on sys.path under pytest
 
 
 @pytest.fixture
 def lg():
-    return LinearGaussian()
+    return LinearGaussian.random()
 
 
 def data(lg, n=50):

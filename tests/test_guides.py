@@ -19,37 +19,7 @@ from pyro_lvm.guides import (
 from pyro_lvm.infer import per_example_elbo, train
 from pyro_lvm.models import DeepLatentGaussian
 
-
-class LinearGaussian:
-    """``z ~ N(0, I_d)``, ``x | z ~ N(W z + b, sigma^2 I_D)`` with fixed W, b, sigma; closed-form posterior."""
-
-    def __init__(self, W, b, sigma):
-        self.W, self.b, self.sigma = W, b, sigma
-
-    def model(self, x, index=None):
-        d = self.W.shape[1]
-        with pyro.plate("data", x.shape[0], dim=-1):
-            z = pyro.sample("z", dist.Normal(torch.zeros(d), 1.0).to_event(1))
-            pyro.sample("x", dist.Normal(z @ self.W.T + self.b, self.sigma).to_event(1), obs=x)
-
-    def log_marginal(self, x):
-        cov = self.W @ self.W.T + self.sigma**2 * torch.eye(self.W.shape[0])
-        return dist.MultivariateNormal(self.b, cov).log_prob(x)
-
-    def posterior(self, x):
-        """Mean (N, d) and precision (d, d) of p(z | x)."""
-        precision = torch.eye(self.W.shape[1]) + self.W.T @ self.W / self.sigma**2
-        mean = torch.linalg.solve(precision, (self.W.T @ (x - self.b).T) / self.sigma**2).T
-        return mean, precision
-
-    def sample(self, n):
-        z = torch.randn(n, self.W.shape[1])
-        return z @ self.W.T + self.b + self.sigma * torch.randn(n, self.W.shape[0])
-
-
-def correlated_linear_gaussian():
-    W = torch.tensor([[1.0, 0.8], [0.9, 1.1], [0.3, -0.5]])
-    return LinearGaussian(W, torch.tensor([0.5, -1.0, 0.2]), 0.5)
+from linear_gaussian import correlated_linear_gaussian  # tests/ is on sys.path under pytest
 
 
 def small_options(name, model, n):
