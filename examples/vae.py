@@ -53,6 +53,7 @@ from pyro_lvm.models import DeepLatentGaussian
 
 JIT_GUIDES = ("normal", "delta")  # families whose programs compile with torch.jit.trace (mvn and lowrank do not)
 DELTA_SCALES = (0.01, 0.03, 0.1, 0.3, 1.0)  # candidate proposal scales around a point encoder's z
+EVAL_CHUNK = 500  # test examples per importance-sampling call for log p(x)
 DATASET_DEFAULTS = {  # z_dim, epochs, batch size: a run of a few minutes on a laptop CPU
     "digits": dict(z_dim=2, epochs=300, batch_size=100),
     "mnist": dict(z_dim=50, epochs=20, batch_size=100),
@@ -291,9 +292,12 @@ def main(argv=None) -> dict:
     eval_guide = guide_for_test_examples(args, model, guide, x_eval)
     elbo = per_example_elbo(model.model, eval_guide, x_eval, num_samples=10)
     proposal, proposal_note = likelihood_proposal(model, eval_guide, x_eval[:100])
+    # a local guide's rows are the test examples in order: its chunks carry their example ids
+    ids = torch.arange(n_eval, device=device).split(EVAL_CHUNK)
     ll = torch.cat([
-        importance_log_likelihood(model.model, proposal, chunk, num_samples=args.eval_samples, chunk_size=max(1, 20000 // len(chunk)))
-        for chunk in x_eval.split(500)
+        importance_log_likelihood(model.model, proposal, chunk, *((chunk_ids,) if local else ()), num_samples=args.eval_samples,
+                                  chunk_size=max(1, 20000 // len(chunk)))
+        for chunk, chunk_ids in zip(x_eval.split(EVAL_CHUNK), ids)
     ])
     gap = None
     if isinstance(guide, AmortizedGuide):  # local has no encoder, hence no amortization gap
