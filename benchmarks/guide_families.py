@@ -14,6 +14,7 @@ beside it and ``OUT/guide_families_<device>.png`` (test NLL against training wal
     python benchmarks/guide_families.py --device cuda            # MNIST, Burda et al.'s 784-200-200-50
     python benchmarks/guide_families.py --device cuda --dataset binarized_mnist --cases normal:elbo normal:iwae
     python benchmarks/guide_families.py --device cuda --cases iaf:iwae --epochs 100 --batch-size 500   # one case, shorter
+    python benchmarks/guide_families.py --device cuda --keep-runs runs/gf --resume   # again after an interruption: done cases are read back
 
 The full configuration is the IWAE paper's one-layer model (Burda, Grosse and
 Salakhutdinov, 2015, Table 1: VAE 86.76 nats, IWAE k=50 84.78 nats, test NLL with k=5000
@@ -62,7 +63,11 @@ TABLE_COLUMNS = [
 
 
 def run_case(guide: str, loss: str, config: dict, args, out_dir: Path) -> dict:
-    """Train and evaluate one case with ``examples/vae.py`` in a fresh process; returns its metrics."""
+    """Train and evaluate one case with ``examples/vae.py`` in a fresh process; returns its metrics.
+
+    Under ``args.resume`` a case whose folder holds the metrics of the same command (its
+    ``command.json``, written after a run succeeds) is read back instead of run again.
+    """
     cmd = [
         sys.executable, str(VAE), "--guide", guide, "--loss", loss, "--dataset", config["dataset"],
         "--z-dim", str(config["z_dim"]), "--hidden", *map(str, args.hidden), "--epochs", str(config["epochs"]),
@@ -78,12 +83,17 @@ def run_case(guide: str, loss: str, config: dict, args, out_dir: Path) -> dict:
     env = dict(os.environ)
     if args.threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
+    metrics, record = out_dir / "metrics.json", out_dir / "command.json"
+    if args.resume and metrics.exists() and record.exists() and json.loads(record.read_text()) == cmd[2:]:
+        print(f"-- {guide} + {loss}: done before, reading {metrics}", flush=True)
+        return json.loads(metrics.read_text())
     print(f"-- {guide} + {loss}: {' '.join(cmd[2:])}", flush=True)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"examples/vae.py failed for {guide} + {loss} (exit {done.returncode}):\n{done.stderr[-3000:]}")
     print(done.stdout.strip().splitlines()[-2], flush=True)
-    return json.loads((out_dir / "metrics.json").read_text())
+    record.write_text(json.dumps(cmd[2:]))
+    return json.loads(metrics.read_text())
 
 
 def plot(rows: list[dict], histories: dict[str, list[dict]], path: Path) -> Path:
@@ -133,7 +143,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--lr-decay", type=float, default=None, help="learning-rate factor per epoch (default: 0.99; 0.98 under --quick)")
     p.add_argument("--hidden", type=int, nargs="+", default=[200, 200], help="encoder and decoder hidden sizes (default: 200 200)")
     p.add_argument("--keep-runs", default=None, help="keep each case's vae.py output folder (figures, metrics.json) under this folder")
+    p.add_argument("--resume", action="store_true",
+                   help="with --keep-runs, read back the cases already run there with the same settings instead of rerunning them")
     args = p.parse_args(argv)
+    if args.resume and not args.keep_runs:
+        p.error("--resume needs --keep-runs: the folder where the earlier cases were kept")
     device = setup(args)
     size = "smoke" if args.smoke else "quick" if args.quick else "full"
     config = dict(CONFIGS[size])

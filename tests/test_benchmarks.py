@@ -109,10 +109,12 @@ def test_jax_peer_em_matches_scikit_learn(covariance_type):
     assert peer.score() == pytest.approx(reference.score(X), abs=1e-10)
 
 
-def test_guide_families_writes_a_row_per_case(tmp_path):
+def test_guide_families_writes_a_row_per_case(tmp_path, monkeypatch):
     import guide_families
 
-    rows = guide_families.main(["--smoke", "--out", str(tmp_path), "--cases", "delta:elbo", "normal:iwae", "--eval-examples", "30"])
+    argv = ["--smoke", "--out", str(tmp_path), "--cases", "delta:elbo", "normal:iwae", "--eval-examples", "30",
+            "--keep-runs", str(tmp_path / "runs")]
+    rows = guide_families.main(argv)
     assert [r["case"] for r in rows] == ["delta+elbo", "normal+iwae(K=2)"]
     for r in rows:
         assert r["benchmark"] == "guide_families" and r["dataset"] == "digits" and r["test_examples"] == 30
@@ -123,3 +125,15 @@ def test_guide_families_writes_a_row_per_case(tmp_path):
     assert [r["case"] for r in saved] == [r["case"] for r in rows]
     assert "| normal+iwae(K=2) | cpu | digits |" in (tmp_path / "guide_families_cpu.md").read_text()
     assert (tmp_path / "guide_families_cpu.png").stat().st_size > 0
+    # --resume reads the kept cases back instead of training them again; other settings run anew
+    class Rerun(Exception):
+        pass
+
+    def no_training(*args, **kwargs):
+        raise Rerun("a case ran")
+
+    monkeypatch.setattr(guide_families.subprocess, "run", no_training)
+    again = guide_families.main([*argv, "--resume"])
+    assert [(r["case"], r["test_nll"]) for r in again] == [(r["case"], r["test_nll"]) for r in rows]
+    with pytest.raises(Rerun):
+        guide_families.main([*argv[:-4], "--eval-examples", "20", "--keep-runs", str(tmp_path / "runs"), "--resume"])
