@@ -125,6 +125,8 @@ with K=5, test NLL with k=1000 on the first 2,000 test images. The full configur
 epochs, K=50, k=5000 on all 10,000) is for `--device cuda`. `active_units` counts latent axes
 whose posterior mean varies (variance > 0.01); `active_directions` counts principal directions,
 which `mvn` and `iaf` are free to rotate off the axes (so they read 50/50 per axis).
+With `--keep-runs DIR --resume` an interrupted run goes on where it stopped: the cases already
+in DIR with the same settings are read back.
 """,
 }
 
