@@ -127,6 +127,14 @@ whose posterior mean varies (variance > 0.01); `active_directions` counts princi
 which `mvn` and `iaf` are free to rotate off the axes (so they read 50/50 per axis).
 With `--keep-runs DIR --resume` an interrupted run goes on where it stopped: the cases already
 in DIR with the same settings are read back.
+
+At this budget the importance-weighted bound gives the best test NLL (iaf+iwae 92.6 and
+normal+iwae 93.0 nats, against 95.0 for normal+elbo), at about twice the time per epoch with K=5.
+The ELBO-trained encoder families (normal, lowrank, iaf, semi) lie within 0.5 nats of each other,
+about the standard error over 2,000 test images. `mvn` is the slowest and the worst after 20 epochs:
+its encoder outputs 1,325 numbers per image. `local` (no encoder; each example's parameters move
+once per epoch) is far behind at this budget. `delta`'s hard ELBO (-89.5) is not a bound, and its
+test NLL (191) shows how far from one it is.
 """,
 }
 
