@@ -8,9 +8,10 @@
 * :func:`active_units`: latent dimensions ``j`` with ``Var_x(E_q[z_j | x]) > threshold``
   (Burda et al., 2015, Section 5.2: threshold 0.01).
 * :func:`active_directions`: the same count for the principal directions of the posterior
-  means, which does not depend on the axes. A diagonal guide pushes the used subspace onto
-  the axes, so both counts agree; under a full-covariance guide or a flow the model is free to
-  rotate it (the prior is isotropic), and the per-axis count then reads every unit as active.
+  means, which does not depend on the axes. A diagonal guide favours a used subspace along
+  the axes, though after short training the per-axis count is still the larger (24 against 18
+  for ``normal`` after 20 MNIST epochs); under a full-covariance guide or a flow nothing favours
+  the axes (the prior is isotropic), and the per-axis count reads nearly every unit as active.
 """
 
 from __future__ import annotations
