@@ -92,6 +92,11 @@ def posterior_means(guide: Callable, *args, num_samples: int = 100, **kwargs) ->
     return z.mean(0)
 
 
+def _check_means(means: torch.Tensor) -> None:
+    if means.dim() != 2 or means.shape[0] < 2:
+        raise ValueError(f"means must have shape (N, latent_dim) with N >= 2, got {tuple(means.shape)}")
+
+
 def active_units(means: torch.Tensor, threshold: float = 0.01) -> tuple[int, torch.Tensor]:
     """Count the latent dimensions whose posterior mean varies across examples.
 
@@ -99,8 +104,7 @@ def active_units(means: torch.Tensor, threshold: float = 0.01) -> tuple[int, tor
     :param threshold: a dimension is active when its variance over examples exceeds it.
     :returns: ``(count, variances)``, variances of shape (latent_dim,).
     """
-    if means.dim() != 2 or means.shape[0] < 2:
-        raise ValueError(f"means must have shape (N, latent_dim) with N >= 2, got {tuple(means.shape)}")
+    _check_means(means)
     variances = means.var(0)
     return int((variances > threshold).sum()), variances
 
@@ -112,7 +116,6 @@ def active_directions(means: torch.Tensor, threshold: float = 0.01) -> tuple[int
     :returns: ``(count, variances)``: the eigenvalues (latent_dim,) of the means' covariance
         over examples, largest first. Unchanged by any rotation of the latent space.
     """
-    if means.dim() != 2 or means.shape[0] < 2:
-        raise ValueError(f"means must have shape (N, latent_dim) with N >= 2, got {tuple(means.shape)}")
+    _check_means(means)
     variances = torch.linalg.eigvalsh(torch.cov(means.T.double()).reshape(means.shape[1], means.shape[1])).flip(0)
     return int((variances > threshold).sum()), variances.to(means.dtype)
