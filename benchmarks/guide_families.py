@@ -88,6 +88,7 @@ def run_case(guide: str, loss: str, config: dict, args, out_dir: Path) -> dict:
         print(f"-- {guide} + {loss}: done before, reading {metrics}", flush=True)
         return json.loads(metrics.read_text())
     print(f"-- {guide} + {loss}: {' '.join(cmd[2:])}", flush=True)
+    record.unlink(missing_ok=True)  # until this run succeeds, the folder holds no finished case
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"examples/vae.py failed for {guide} + {loss} (exit {done.returncode}):\n{done.stderr[-3000:]}")
