@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -10,7 +11,17 @@ from pathlib import Path
 import pyro
 import torch
 
-__all__ = ["set_seed", "resolve_device", "device_name", "output_dir", "write_json"]
+__all__ = [
+    "set_seed",
+    "resolve_device",
+    "device_name",
+    "output_dir",
+    "write_json",
+    "positive_int",
+    "nonnegative_int",
+    "positive_float",
+    "nonnegative_float",
+]
 
 
 def set_seed(seed: int) -> None:
@@ -73,3 +84,34 @@ def write_json(obj, path: str | os.PathLike) -> Path:
     tmp.write_text(json.dumps(_jsonable(obj), indent=2) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def _number(kind: type, text: str, *, allow_zero: bool) -> int | float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type=``: an integer > 0 (``--epochs 0`` is an error at parse time, never "the default")."""
+    return _number(int, text, allow_zero=False)
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse ``type=``: an integer >= 0 (for counts where 0 means "none", e.g. warm-up steps)."""
+    return _number(int, text, allow_zero=True)
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type=``: a finite float > 0 (learning rates, tolerances, scales)."""
+    return _number(float, text, allow_zero=False)
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse ``type=``: a finite float >= 0."""
+    return _number(float, text, allow_zero=True)
