@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["rgb_to_lab", "lab_to_rgb", "WHITE_D65"]
+__all__ = ["rgb_to_lab", "lab_to_rgb", "check_finite", "WHITE_D65"]
 
 #: Reference white of the D65 illuminant, 2 degree observer (X, Y, Z), as in scikit-image.
 WHITE_D65 = (0.95047, 1.0, 1.08883)
@@ -29,11 +29,24 @@ _KAPPA = 7.787  # (29/6)**2 / 3
 _TINY = 1e-12  # keeps fractional powers away from 0, where their gradient is infinite
 
 
-def _move_channels_last(t: torch.Tensor, channel_dim: int, name: str) -> torch.Tensor:
+def check_finite(t: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` when ``t`` holds NaN or infinite values."""
+    bad = ~torch.isfinite(t)
+    if bad.any():
+        raise ValueError(f"{name} holds NaN or infinite values ({int(bad.sum())} of {t.numel()}); expected finite values")
+
+
+def _move_channels_last(t: torch.Tensor, channel_dim: int, name: str, expected: str, hint: str = "") -> torch.Tensor:
+    """Check a colour tensor (float dtype first, then 3 channels, then finite) and move its channels last.
+
+    :param expected: what its values should be, for the dtype message (e.g. "sRGB values in [0, 1]").
+    :param hint: how to convert a tensor of the wrong dtype, appended to that message.
+    """
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must be a floating point tensor of {expected}, got dtype {t.dtype}{hint}")
     if t.dim() == 0 or not -t.dim() <= channel_dim < t.dim() or t.shape[channel_dim] != 3:
         raise ValueError(f"{name} must have 3 colour channels along dim {channel_dim}, got shape {tuple(t.shape)}")
-    if not t.is_floating_point():
-        raise ValueError(f"{name} must be a floating point tensor, got dtype {t.dtype}")
+    check_finite(t, name)
     return t.movedim(channel_dim, -1)
 
 
@@ -48,9 +61,10 @@ def rgb_to_lab(rgb: torch.Tensor, channel_dim: int = -3) -> torch.Tensor:
         e.g. images (N, 3, H, W).
     :param channel_dim: the colour dim of ``rgb`` (and of the result).
     :returns: L*a*b* of the same shape: L in [0, 100], a and b roughly in [-128, 127].
-    :raises ValueError: if the channel dim does not have size 3 or values leave [0, 1].
+    :raises ValueError: if ``rgb`` is not a float tensor, the channel dim does not have size 3,
+        or values are NaN, infinite or outside [0, 1].
     """
-    c = _move_channels_last(rgb, channel_dim, "rgb")
+    c = _move_channels_last(rgb, channel_dim, "rgb", "sRGB values in [0, 1]", " (8-bit images: rgb.float() / 255)")
     if c.numel() and (c.min() < -1e-4 or c.max() > 1 + 1e-4):
         raise ValueError(f"rgb values must lie in [0, 1], got range [{float(c.min()):.4g}, {float(c.max()):.4g}]")
     c = c.clamp(0.0, 1.0)
@@ -71,8 +85,10 @@ def lab_to_rgb(lab: torch.Tensor, channel_dim: int = -3, clip: bool = True) -> t
         per channel, as ``skimage.color.lab2rgb`` does); ``False`` returns the unclipped
         values (negative linear values are companded with the linear segment).
     :returns: sRGB of the same shape.
+    :raises ValueError: if ``lab`` is not a float tensor, the channel dim does not have size 3,
+        or values are NaN or infinite.
     """
-    c = _move_channels_last(lab, channel_dim, "lab")
+    c = _move_channels_last(lab, channel_dim, "lab", "L*a*b* values")
     L, a, b = c.unbind(-1)
     fy = (L + 16.0) / 116.0
     f = torch.stack((fy + a / 500.0, fy, (fy - b / 200.0).clamp_min(0.0)), dim=-1)  # z >= 0, as skimage

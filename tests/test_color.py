@@ -85,3 +85,36 @@ def test_psnr_matches_skimage():
     pred = (true + 0.1 * torch.randn(3, 3, 8, 8, generator=gen, dtype=torch.float64)).clamp(0, 1)
     expected = np.mean([metrics.peak_signal_noise_ratio(t.numpy(), p.numpy(), data_range=1.0) for t, p in zip(true, pred)])
     assert psnr(pred, true) == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("convert, name", [(rgb_to_lab, "rgb"), (lab_to_rgb, "lab")])
+def test_color_non_finite_values_are_an_error(convert, name, bad):
+    x = torch.full((2, 3, 4, 4), 0.5)
+    x[1, 2, 3, 0] = bad
+    with pytest.raises(ValueError, match=rf"{name} holds NaN or infinite values \(1 of 96\); expected finite"):
+        convert(x)
+
+
+@pytest.mark.parametrize("layout", [(2, 3, 8, 8), (2, 8, 8, 3)])
+def test_integer_colour_image_error_names_the_dtype(layout):
+    image = torch.randint(0, 256, layout, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"rgb must be a floating point tensor of sRGB values in \[0, 1\], got dtype torch.uint8"):
+        rgb_to_lab(image)
+    with pytest.raises(ValueError, match=r"lab must be a floating point tensor .*got dtype torch.int64"):
+        lab_to_rgb(image.long())
+
+
+def test_colorization_data_with_an_integer_dtype_names_the_dtype():
+    from pyro_lvm.models.colorization import check_colorization_data
+
+    x, y = torch.full((2, 1, 4, 4), 50.0), torch.zeros(2, 2, 4, 4)
+    check_colorization_data(x, y)
+    with pytest.raises(ValueError, match=r"x must be a floating point tensor of lightness L\*.*got dtype torch.int64"):
+        check_colorization_data(x.long(), y)
+    with pytest.raises(ValueError, match=r"y must be a floating point tensor of ab colours.*got dtype torch.int64"):
+        check_colorization_data(x, y.long())
+    with pytest.raises(ValueError, match=r"x must be .* shape \(N, 1, H, W\), got \(2, 3, 4, 4\)"):
+        check_colorization_data(x.expand(2, 3, 4, 4))
+    with pytest.raises(ValueError, match=r"y holds NaN or infinite values"):
+        check_colorization_data(x, torch.full_like(y, float("nan")))

@@ -33,6 +33,8 @@ from pyro.ops.indexing import Vindex
 from torch import nn
 from torch.nn import functional as F
 
+from pyro_lvm.color import check_finite
+
 __all__ = ["LatentSegmentationColorizer", "ColorRegressor", "conv_trunk", "check_colorization_data"]
 
 #: Range of the L* input and bound on |a|, |b| accepted by the models.
@@ -64,22 +66,30 @@ def check_colorization_data(x: torch.Tensor, y: torch.Tensor | None = None) -> N
 
     :raises ValueError: naming the argument, what was wrong and what was expected.
     """
-    if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] != 1 or not x.is_floating_point():
-        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-        raise ValueError(f"x must be a float tensor of lightness L* with shape (N, 1, H, W), got {shape}")
+    _check_image(x, "x", "lightness L*", 1, None)
     if x.numel() == 0:
         raise ValueError(f"x is empty (shape {tuple(x.shape)}); expected at least one pixel")
+    check_finite(x, "x")
     lo, hi = float(x.min()), float(x.max())
-    if lo < L_RANGE[0] - _L_TOL or hi > L_RANGE[1] + _L_TOL or x.isnan().any():
+    if lo < L_RANGE[0] - _L_TOL or hi > L_RANGE[1] + _L_TOL:
         raise ValueError(f"x must hold L* values in [0, 100], got range [{lo:.4g}, {hi:.4g}] (convert RGB with pyro_lvm.color.rgb_to_lab)")
     if y is None:
         return
     n, _, h, w = x.shape
-    if not torch.is_tensor(y) or tuple(y.shape) != (n, 2, h, w) or not y.is_floating_point():
-        shape = tuple(y.shape) if torch.is_tensor(y) else type(y).__name__
-        raise ValueError(f"y must be a float tensor of ab colours with shape (N, 2, H, W) = {(n, 2, h, w)} to match x, got {shape}")
+    _check_image(y, "y", "ab colours", 2, (n, 2, h, w))
+    check_finite(y, "y")
     if not y.abs().max() <= AB_BOUND:
         raise ValueError(f"y must hold a*, b* values in [-{AB_BOUND:g}, {AB_BOUND:g}], got max |y| = {float(y.abs().max()):.4g}")
+
+
+def _check_image(t, name: str, what: str, channels: int, shape: tuple[int, ...] | None) -> None:
+    """Raise ``ValueError`` unless ``t`` is a float tensor (N, channels, H, W), of ``shape`` when given."""
+    if not torch.is_tensor(t) or not t.is_floating_point():
+        got = f"dtype {t.dtype}" if torch.is_tensor(t) else type(t).__name__
+        raise ValueError(f"{name} must be a floating point tensor of {what}, got {got}")
+    if t.dim() != 4 or t.shape[1] != channels or (shape is not None and tuple(t.shape) != shape):
+        match = f" = {shape} to match x" if shape is not None else ""
+        raise ValueError(f"{name} must be a float tensor of {what} with shape (N, {channels}, H, W){match}, got {tuple(t.shape)}")
 
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:
