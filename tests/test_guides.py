@@ -1,6 +1,8 @@
 """Guide families: each trains without NaN; exactness against closed forms; bookkeeping of local and delta."""
 
 
+import re
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -272,3 +274,57 @@ def test_train_stops_on_a_guide_for_a_missing_site_before_any_step():
     with pytest.raises(ValueError, match=r"samples 'z'.*latent sites are \['w'\]"):
         train(model, guide, torch.randn(8, 3), epochs=1, batch_size=4, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(before, guide.parameters()))
+
+
+@pytest.mark.parametrize("hidden_dims", [(0,), (16, 0), (-2,), (2.5,), (True,)])
+@pytest.mark.parametrize("name", sorted(set(GUIDE_FAMILIES) - {"local"}))  # local has no encoder: it ignores them
+def test_every_encoder_family_refuses_a_width_that_is_not_a_positive_int(name, hidden_dims):
+    """hidden_dims=(0,) used to build an encoder whose output is its last bias: q(z | x) ignored x."""
+    options = {"model": lambda x: None} if name == "semi" else {}
+    with pytest.raises(ValueError, match=r"hidden_dims must be positive ints.*got " + re.escape(repr(hidden_dims))):
+        make_guide(name, 4, 2, hidden_dims=hidden_dims, **options)
+
+
+def test_flow_layer_widths_are_checked_too():
+    with pytest.raises(ValueError, match=r"flow_hidden_dims must be positive ints.*got \(0,\)"):
+        make_guide("iaf", 4, 2, flow_hidden_dims=(0,))
+    assert make_guide("normal", 4, 2, hidden_dims=()).distribution(torch.randn(3, 4)).batch_shape == (3,)  # linear: fine
+
+
+@pytest.mark.parametrize("name", sorted(GUIDE_FAMILIES))
+def test_every_family_names_an_empty_batch(name):
+    model = DeepLatentGaussian(4, 2, (8,))
+    guide = make_guide(name, 4, 2, **small_options(name, model, 3))
+    with pytest.raises(ValueError, match=r"observed argument 0 has no examples.*shape \(0, 4\)"):
+        guide(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long))
+
+
+def test_guide_of_another_latent_size_names_the_site_and_both_shapes():
+    """It used to fail inside the decoder: 'mat1 and mat2 shapes cannot be multiplied'."""
+    model = DeepLatentGaussian(12, 3, (8,))
+    guide = AmortizedNormal(12, 2, hidden_dims=(8,))
+    x = (torch.rand(10, 12) < 0.5).float()
+    message = r"site 'z'.*guide samples shape \(10, 2\).*model expects shape \(10, 3\)"
+    with pytest.raises(ValueError, match=message):
+        check_guide_sites(model.model, guide, x)
+    with pytest.raises(ValueError, match=message.replace("10", "5")):
+        train(model.model, guide, x, epochs=1, batch_size=5, progress=False)
+    # a model that would broadcast the wrong shape silently is caught as well
+    def broadcasting_model(x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            z = pyro.sample("z", dist.Normal(torch.zeros(3), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z.sum(-1, keepdim=True).expand(-1, 12), 1.0).to_event(1), obs=x)
+
+    with pytest.raises(ValueError, match=message):
+        check_guide_sites(broadcasting_model, guide, x)
+
+
+def test_train_refuses_a_guide_that_leaves_a_latent_site_to_the_prior():
+    def model(x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            w = pyro.sample("w", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(z.sum(-1) + w, 1.0), obs=x)
+
+    with pytest.raises(ValueError, match=r"the guide does not sample \['w'\].*latent sites are \['w', 'z'\]"):
+        train(model, AmortizedNormal(1, 2, hidden_dims=(4,)), torch.randn(8), epochs=1, batch_size=4, progress=False)

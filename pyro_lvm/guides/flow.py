@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pyro_lvm.guides.amortized import AmortizedGuide
-from pyro_lvm.nets import MLP
+from pyro_lvm.nets import MLP, check_widths
 
 __all__ = ["AmortizedIAF"]
 
@@ -52,7 +52,10 @@ class AmortizedIAF(AmortizedGuide):
             raise ValueError(f"context_dim must be a positive integer, got {context_dim!r}")
         self.context_dim = context_dim
         self.encoder = MLP(input_dim, hidden_dims, 2 * latent_dim + context_dim, activation)
-        flow_hidden_dims = list(flow_hidden_dims) if flow_hidden_dims is not None else [2 * max(latent_dim, context_dim)]
+        flow_hidden_dims = (
+            list(check_widths(flow_hidden_dims, "flow_hidden_dims")) if flow_hidden_dims is not None
+            else [2 * max(latent_dim, context_dim)]
+        )
         self.flows = nn.ModuleList(
             conditional_affine_autoregressive(latent_dim, context_dim, hidden_dims=flow_hidden_dims) for _ in range(num_flows)
         )
