@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 import pyro
 import torch
 
-from pyro_lvm.runs import device_name, output_dir, resolve_device, set_seed, write_json
+from pyro_lvm.runs import device_name, nonnegative_int, output_dir, resolve_device, set_seed, write_json
 
 __all__ = [
     "ID_KEYS",
@@ -54,9 +54,9 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="tiny sizes and few repetitions for the test suite (seconds; the figures mean nothing)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--out", default=str(RESULTS_DIR), help=f"folder for {name}.json and {name}.md (default: benchmarks/results)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default: 0)")
     p.add_argument(
-        "--threads", type=int, default=1,
+        "--threads", type=nonnegative_int, default=1,
         help="torch CPU threads; 1 (default) keeps ratios meaningful on a shared machine, 0 leaves torch's default",
     )
     return p
@@ -65,8 +65,6 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
 def setup(args: argparse.Namespace) -> torch.device:
     """Resolve the device, pin CPU threads and seed; returns the device."""
     device = resolve_device(args.device)
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
     set_seed(args.seed)

@@ -17,6 +17,7 @@ logit gradients from the native kernel's.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from _common import paired_ratio, parser, row, setup, write_results  # noqa: E40
 
 from pyro_lvm.models.ctc import ctc_log_likelihood  # noqa: E402
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 NAME = "ctc"
 TARGET = {"cpu": 5.0, "cuda": 3.0}
@@ -74,8 +75,13 @@ def _step(fn, logits, *args, **kwargs):
     return value.detach(), logits.grad.detach().clone()
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """This benchmark's command line: the flags every benchmark takes."""
+    return parser(NAME, __doc__.split("\n\n")[0])
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
-    args = parser(NAME, __doc__.split("\n\n")[0]).parse_args(argv)
+    args = build_parser().parse_args(argv)
     device = setup(args)
     cases = SMOKE_CASES if args.smoke else QUICK_CASES if args.quick else FULL_CASES
     pairs = 3 if args.smoke else 7 if args.quick else 11

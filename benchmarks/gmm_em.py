@@ -22,6 +22,7 @@ with a note, when JAX is not installed (``pip install numpyro jax``).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
@@ -34,7 +35,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import jax_peer_available, paired_ratio, parser, row, setup, write_results  # noqa: E402
 
-__all__ = ["main", "make_data", "shared_init"]
+from pyro_lvm.runs import nonnegative_float, positive_int  # noqa: E402
+
+__all__ = ["build_parser", "main", "make_data", "shared_init"]
 
 NAME = "gmm_em"
 
@@ -119,13 +122,19 @@ def _jax_rows(args, cases, pairs: int, sklearn_threads: int | None) -> list[dict
     return rows
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def build_parser() -> argparse.ArgumentParser:
+    """This benchmark's command line: the flags every benchmark takes, the floating type and EM's stopping rule."""
     p = parser(NAME, __doc__.split("\n\n")[0])
     p.add_argument("--dtype", choices=("float32", "float64"), default=None,
                    help="pyro_lvm's floating type (default: float64 on CPU, float32 on CUDA)")
-    p.add_argument("--tol", type=float, default=1e-3, help="convergence tolerance on the mean lower bound, both libraries (default: 1e-3)")
-    p.add_argument("--max-iter", type=int, default=100, help="EM iterations at most, both libraries (default: 100)")
-    args = p.parse_args(argv)
+    p.add_argument("--tol", type=nonnegative_float, default=1e-3,
+                   help="convergence tolerance on the mean lower bound, both libraries; 0: all --max-iter iterations (default: 1e-3)")
+    p.add_argument("--max-iter", type=positive_int, default=100, help="EM iterations at most, both libraries (default: 100)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = build_parser().parse_args(argv)
     device = setup(args)
     from sklearn.mixture import GaussianMixture as SkGaussianMixture
     from threadpoolctl import threadpool_limits

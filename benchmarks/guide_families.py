@@ -24,6 +24,7 @@ on dynamically binarized MNIST) with a shorter schedule: batch 100, Adam 1e-3 de
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -36,7 +37,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, parser, row, setup, write_results  # noqa: E402
 
-__all__ = ["CASES", "main", "plot", "run_case"]
+from pyro_lvm.runs import positive_float, positive_int  # noqa: E402
+
+__all__ = ["CASES", "build_parser", "main", "plot", "run_case"]
 
 NAME = "guide_families"
 VAE = Path(__file__).resolve().parents[1] / "examples" / "vae.py"
@@ -126,26 +129,32 @@ def plot(rows: list[dict], histories: dict[str, list[dict]], path: Path) -> Path
     return path
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def build_parser() -> argparse.ArgumentParser:
+    """This benchmark's command line: the flags every benchmark takes and the settings shared by every case."""
     p = parser(NAME, __doc__.split("\n\n")[0])
     p.add_argument("--dataset", choices=("digits", "mnist", "binarized_mnist"), default=None,
                    help="data set (default: mnist, dynamically binarized; digits under --quick/--smoke)")
     p.add_argument("--data-dir", default=None, help="folder with mnist/ or binarized_mnist/ (default: $PYRO_LVM_DATA)")
     p.add_argument("--cases", nargs="+", default=None, metavar="GUIDE:LOSS",
                    help="cases to run, e.g. normal:elbo iaf:iwae (default: every family with elbo, normal and iaf with iwae)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs of every case (default: 300; 40 under --quick)")
-    p.add_argument("--batch-size", type=int, default=None, help="minibatch size of every case (default: 100)")
-    p.add_argument("--eval-samples", type=int, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs of every case (default: 300; 40 under --quick)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="minibatch size of every case (default: 100)")
+    p.add_argument("--eval-samples", type=positive_int, default=None,
                    help="importance samples per test example for the test NLL (default: 5000; 500 under --quick)")
-    p.add_argument("--eval-examples", type=int, default=None,
+    p.add_argument("--eval-examples", type=positive_int, default=None,
                    help="score only the first N test examples (default: all of them)")
-    p.add_argument("--particles", type=int, default=None, help="IWAE particles K (default: 50; 5 under --quick)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    p.add_argument("--lr-decay", type=float, default=None, help="learning-rate factor per epoch (default: 0.99; 0.98 under --quick)")
-    p.add_argument("--hidden", type=int, nargs="+", default=[200, 200], help="encoder and decoder hidden sizes (default: 200 200)")
+    p.add_argument("--particles", type=positive_int, default=None, help="IWAE particles K (default: 50; 5 under --quick)")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    p.add_argument("--lr-decay", type=positive_float, default=None, help="learning-rate factor per epoch (default: 0.99; 0.98 under --quick)")
+    p.add_argument("--hidden", type=positive_int, nargs="+", default=[200, 200], help="encoder and decoder hidden sizes (default: 200 200)")
     p.add_argument("--keep-runs", default=None, help="keep each case's vae.py output folder (figures, metrics.json) under this folder")
     p.add_argument("--resume", action="store_true",
                    help="with --keep-runs, read back the cases already run there with the same settings instead of rerunning them")
+    return p
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.resume and not args.keep_runs:
         p.error("--resume needs --keep-runs: the folder where the earlier cases were kept")

@@ -21,7 +21,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import RESULTS_DIR, markdown_table  # noqa: E402
 
-__all__ = ["BENCHMARKS", "main", "write_report"]
+from pyro_lvm.runs import nonnegative_int  # noqa: E402
+
+__all__ = ["BENCHMARKS", "build_parser", "main", "write_report"]
 
 #: name -> (headline metric to plot, columns of the README table, takes --smoke/--threads); a
 #: benchmark without a metric draws its own plot, and one without columns shows every column
@@ -292,17 +294,23 @@ def write_report(results: Path = RESULTS_DIR, readme: Path = HERE / "README.md",
     return readme
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``run_all.py``."""
     p = argparse.ArgumentParser(prog="benchmarks/run_all.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="each benchmark's small configuration (CPU, a couple of minutes each)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes (seconds); for the test suite")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--out", default=str(RESULTS_DIR), help="results folder (default: benchmarks/results)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads for the benchmarks that take it (default: 1)")
+    p.add_argument("--threads", type=nonnegative_int, default=1,
+                   help="torch CPU threads for the benchmarks that take it; 0: torch's default (default: 1)")
     p.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run only these benchmarks")
     p.add_argument("--report-only", action="store_true", help="only rebuild README.md and the plots from the JSON in --out")
     p.add_argument("--readme", default=str(HERE / "README.md"), help="README to regenerate (default: benchmarks/README.md)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     out = Path(args.out)
     if not args.report_only:
         for name, (_, _, own) in BENCHMARKS.items():

@@ -32,6 +32,7 @@ draw, one pyro_lvm step and one plain step must give the same loss and the same 
 
 from __future__ import annotations
 
+import argparse
 import copy
 import sys
 import warnings
@@ -50,7 +51,7 @@ from pyro_lvm.infer import JitTraceMeanField_ELBO  # noqa: E402
 from pyro_lvm.infer.train import svi_step  # noqa: E402
 from pyro_lvm.models import DeepLatentGaussian  # noqa: E402
 
-__all__ = ["main", "CONFIGS"]
+__all__ = ["CONFIGS", "build_parser", "main"]
 
 NAME = "svi_overhead"
 TARGET = {"cpu": 1.10, "cuda": 1.2}
@@ -203,8 +204,13 @@ def _numpyro_rows(args, device, batches, hidden, data_dim, z_dim, pairs, lr) -> 
     return rows
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """This benchmark's command line: the flags every benchmark takes."""
+    return parser(NAME, __doc__.split("\n\n")[0])
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
-    args = parser(NAME, __doc__.split("\n\n")[0]).parse_args(argv)
+    args = build_parser().parse_args(argv)
     device = setup(args)
     if args.smoke:
         batches, hidden, data_dim, z_dim, pairs = (16,), (32,), 64, 4, 3

@@ -51,41 +51,44 @@ QUICK = {  # under a minute on 2 CPU cores
 PLATES = 3  # images, rows, cols
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script; every numeric flag is checked when parsed (see :mod:`pyro_lvm.runs`)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=sorted(DATASET_DEFAULTS), default="shapes",
                    help="shapes: synthetic textured regions with known segments (offline); "
                    "cifar10: the 4000/1000-image CIFAR-10 subset (default: shapes)")
     p.add_argument("--data-dir", default=None, help="cifar10: folder with cifar10_subset/ (default: $PYRO_LVM_DATA)")
-    p.add_argument("--segments", type=int, default=None, help="K, the number of latent segments (default: 8)")
+    p.add_argument("--segments", type=runs.positive_int, default=None, help="K, the number of latent segments (default: 8)")
     p.add_argument("--objective", choices=["soft", "hard"], default="soft",
                    help="soft: exact enumerated marginal likelihood (TraceEnum_ELBO); hard: HardEM, the argmax "
                    "segment per pixel (default: soft)")
     p.add_argument("--color-head", choices=["palette", "pixel"], default=None,
                    help="palette: one ab Gaussian per segment; pixel: mean and scale per segment and pixel from "
                    "the network (default: palette for shapes, pixel for cifar10)")
-    p.add_argument("--hidden", type=int, default=None, help="channels of the convolutional trunk (default: 32)")
-    p.add_argument("--layers", type=int, default=None, help="3x3 convolution layers in the trunk (default: 4 shapes, 5 cifar10)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs for each model (default: 10 shapes, 5 cifar10)")
-    p.add_argument("--batch-size", type=int, default=32, help="minibatch size (default: 32)")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: 0.01 shapes, 0.003 cifar10)")
-    p.add_argument("--train-images", type=int, default=None, help="training images (default: 1000 shapes, all 4000 cifar10)")
-    p.add_argument("--test-images", type=int, default=None, help="test images (default: 200 shapes, all 1000 cifar10)")
-    p.add_argument("--size", type=int, default=None, help="shapes: image height and width (default: 32)")
+    p.add_argument("--hidden", type=runs.positive_int, default=None, help="channels of the convolutional trunk (default: 32)")
+    p.add_argument("--layers", type=runs.positive_int, default=None, help="3x3 convolution layers in the trunk (default: 4 shapes, 5 cifar10)")
+    p.add_argument("--epochs", type=runs.positive_int, default=None, help="training epochs for each model (default: 10 shapes, 5 cifar10)")
+    p.add_argument("--batch-size", type=runs.positive_int, default=32, help="minibatch size (default: 32)")
+    p.add_argument("--lr", type=runs.positive_float, default=None, help="Adam learning rate (default: 0.01 shapes, 0.003 cifar10)")
+    p.add_argument("--train-images", type=runs.positive_int, default=None, help="training images (default: 1000 shapes, all 4000 cifar10)")
+    p.add_argument("--test-images", type=runs.positive_int, default=None, help="test images (default: 200 shapes, all 1000 cifar10)")
+    p.add_argument("--size", type=runs.positive_int, default=None, help="shapes: image height and width (default: 32)")
     p.add_argument("--quick", action="store_true", help="a small run (under a minute on 2 CPU cores)")
     p.add_argument("--out", default="outputs/colorization", help="output folder (default: outputs/colorization)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=runs.nonnegative_int, default=0, help="random seed (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    args = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse ``argv`` and fill in the per-dataset and ``--quick`` settings of the flags left out."""
+    args = build_parser().parse_args(argv)
     settings = dict(DATASET_DEFAULTS[args.dataset], **(QUICK[args.dataset] if args.quick else {}))
     for key, flag in [("segments", "segments"), ("color_head", "color_head"), ("hidden", "hidden"), ("layers", "layers"),
                       ("epochs", "epochs"), ("lr", "lr"), ("train", "train_images"), ("test", "test_images"), ("size", "size")]:
         if getattr(args, flag) is None:
             setattr(args, flag, settings[key])
-    for flag in ("segments", "hidden", "layers", "epochs", "batch_size", "train_images", "test_images"):
-        if getattr(args, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     return args
 
 
@@ -95,9 +98,13 @@ def load_data(args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         train_rgb, _ = make_shapes(args.train_images, size=args.size, seed=args.seed)
         test_rgb, test_segments = make_shapes(args.test_images, size=args.size, seed=args.seed + 10_000)
         return train_rgb, test_rgb, test_segments
-    train_rgb, _ = load_cifar10_subset(args.data_dir, "train")
-    test_rgb, _ = load_cifar10_subset(args.data_dir, "test")
-    return train_rgb[: args.train_images], test_rgb[: args.test_images], None
+    images = {}
+    for split, flag, count in (("train", "--train-images", args.train_images), ("test", "--test-images", args.test_images)):
+        rgb, _ = load_cifar10_subset(args.data_dir, split)
+        if count > len(rgb):
+            raise ValueError(f"{flag} {count}: the CIFAR-10 subset has only {len(rgb)} {split} images")
+        images[split] = rgb[:count]
+    return images["train"], images["test"], None
 
 
 def split_lab(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

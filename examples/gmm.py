@@ -31,32 +31,46 @@ METHODS = ("em", "hard_em", "svi")
 REAL_SETS = ("iris", "wine", "breast_cancer")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script; every numeric flag is checked when parsed (see :mod:`pyro_lvm.runs`)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--real", choices=REAL_SETS, default="iris", help="real data set bundled with scikit-learn, standardized (default: iris)")
-    p.add_argument("--n-per-cluster", type=int, default=200, help="synthetic points per true component (default: 200)")
+    p.add_argument("--n-per-cluster", type=runs.positive_int, default=200,
+                   help="synthetic points per true component, >= 2: the third has half as many (default: 200)")
     p.add_argument("--covariance-type", choices=["full", "diag", "spherical", "identity"], default="full",
                    help="covariance structure of every fit (default: full)")
-    p.add_argument("--n-init", type=int, default=5, help="EM restarts, run batched (default: 5)")
-    p.add_argument("--max-iter", type=int, default=200, help="EM iterations per restart (default: 200)")
-    p.add_argument("--tol", type=float, default=1e-4, help="EM stops when the mean lower bound changes less than this (default: 1e-4)")
-    p.add_argument("--svi-steps", type=int, default=1000,
+    p.add_argument("--n-init", type=runs.positive_int, default=5, help="EM restarts, run batched (default: 5)")
+    p.add_argument("--max-iter", type=runs.positive_int, default=200, help="EM iterations per restart (default: 200)")
+    p.add_argument("--tol", type=runs.nonnegative_float, default=1e-4,
+                   help="EM stops when the mean lower bound changes less than this; 0: all --max-iter iterations (default: 1e-4)")
+    p.add_argument("--svi-steps", type=runs.positive_int, default=1000,
                    help="full-batch Adam steps of the SVI fit and of the Laplace approximation's mode (default: 1000)")
-    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate of the SVI fit (default: 0.05)")
-    p.add_argument("--max-k", type=int, default=6, help="model selection compares K = 1..max-k (default: 6)")
+    p.add_argument("--lr", type=runs.positive_float, default=0.05, help="Adam learning rate of the SVI fit (default: 0.05)")
+    p.add_argument("--max-k", type=runs.positive_int, default=6, help="model selection compares K = 1..max-k (default: 6)")
     p.add_argument("--posterior", choices=["nuts", "laplace"], default="nuts",
                    help="posterior draws for LOO: NUTS with z enumerated, or a Laplace approximation fitted by SVI (default: nuts)")
-    p.add_argument("--num-samples", type=int, default=200, help="posterior draws per K (default: 200)")
-    p.add_argument("--warmup", type=int, default=200, help="NUTS warm-up steps per K (default: 200)")
-    p.add_argument("--selection-points", type=int, default=150, help="synthetic points used for model selection (default: 150)")
+    p.add_argument("--num-samples", type=runs.positive_int, default=200, help="posterior draws per K, >= 2 for LOO (default: 200)")
+    p.add_argument("--warmup", type=runs.nonnegative_int, default=200, help="NUTS warm-up steps per K; 0: no step-size adaptation (default: 200)")
+    p.add_argument("--selection-points", type=runs.positive_int, default=150, help="synthetic points used for model selection (default: 150)")
     p.add_argument("--float32", action="store_true", help="compute in float32 (default: float64)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=runs.nonnegative_int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", default="outputs/gmm", help="output folder for metrics.json and figures (default: outputs/gmm)")
     p.add_argument("--quick", action="store_true",
                    help="a small run: 60 points per cluster, 200 SVI steps, K = 1..4 by Laplace draws (explicit flags still apply)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse ``argv``, apply the ``--quick`` settings to the flags left at their defaults, and refuse
+    the values that would only fail after every fit."""
+    p = build_parser()
     args = p.parse_args(argv)
+    if args.n_per_cluster < 2:
+        p.error(f"--n-per-cluster must be >= 2 (the smallest true component gets half as many points), got {args.n_per_cluster}")
+    if args.num_samples < 2:
+        p.error(f"--num-samples must be >= 2 (LOO's Pareto smoothing needs two posterior draws or more), got {args.num_samples}")
     if args.quick:  # quick settings, except where a flag was given explicitly
         quick = dict(n_per_cluster=60, svi_steps=200, max_k=4, posterior="laplace", num_samples=200, selection_points=90)
         for name, value in quick.items():

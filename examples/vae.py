@@ -61,7 +61,8 @@ DATASET_DEFAULTS = {  # z_dim, epochs, batch size: a run of a few minutes on a l
 }
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script; every numeric flag is checked when parsed (see :mod:`pyro_lvm.runs`)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=sorted(DATASET_DEFAULTS), default="digits",
                    help="digits: scikit-learn's 8x8 digits (always offline); mnist: IDX files, dynamically "
@@ -71,26 +72,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--loss", choices=["elbo", "iwae"], default="elbo",
                    help="elbo: Trace ELBO with the analytic KL where available; iwae: importance-weighted bound "
                    "(RenyiELBO, alpha=0) with --particles samples (default: elbo)")
-    p.add_argument("--particles", type=int, default=1, help="samples per example in the training objective (default: 1)")
-    p.add_argument("--rank", type=int, default=2, help="lowrank guide: columns of the covariance factor (default: 2)")
-    p.add_argument("--flows", type=int, default=2, help="iaf guide: number of IAF layers (default: 2)")
-    p.add_argument("--refine-steps", type=int, default=5, help="semi guide: SGD refinement steps per example and call (default: 5)")
-    p.add_argument("--refine-lr", type=float, default=1e-2, help="semi guide: SGD learning rate of the refinement (default: 0.01)")
-    p.add_argument("--local-steps", type=int, default=500,
+    p.add_argument("--particles", type=runs.positive_int, default=1, help="samples per example in the training objective (default: 1)")
+    p.add_argument("--rank", type=runs.positive_int, default=2, help="lowrank guide: columns of the covariance factor (default: 2)")
+    p.add_argument("--flows", type=runs.positive_int, default=2, help="iaf guide: number of IAF layers (default: 2)")
+    p.add_argument("--refine-steps", type=runs.nonnegative_int, default=5,
+                   help="semi guide: SGD refinement steps per example and call; 0: the plain encoder (default: 5)")
+    p.add_argument("--refine-lr", type=runs.positive_float, default=1e-2, help="semi guide: SGD learning rate of the refinement (default: 0.01)")
+    p.add_argument("--local-steps", type=runs.positive_int, default=500,
                    help="local guide: Adam steps fitting the test examples' parameters with the model fixed (default: 500)")
-    p.add_argument("--gap-examples", type=int, default=100,
-                   help="test examples for the amortization gap (per-example optimized ELBO minus the encoder's) (default: 100)")
-    p.add_argument("--gap-steps", type=int, default=300, help="Adam steps of the amortization gap's per-example optimization (default: 300)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: per dataset, see DATASET_DEFAULTS)")
-    p.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: 100)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    p.add_argument("--lr-decay", type=float, default=1.0, help="multiply the learning rate by this after every epoch (default: 1, constant)")
-    p.add_argument("--z-dim", type=int, default=None, help="latent dimension (default: 2 for digits, 50 for MNIST)")
-    p.add_argument("--hidden", type=int, nargs="+", default=[200, 200], help="hidden layer sizes of encoder and decoder (default: 200 200)")
+    p.add_argument("--gap-examples", type=runs.positive_int, default=100,
+                   help="test examples for the amortization gap (per-example optimized ELBO minus the encoder's); at most "
+                   "the evaluated examples (default: 100)")
+    p.add_argument("--gap-steps", type=runs.positive_int, default=300, help="Adam steps of the amortization gap's per-example optimization (default: 300)")
+    p.add_argument("--epochs", type=runs.positive_int, default=None, help="training epochs (default: per dataset, see DATASET_DEFAULTS)")
+    p.add_argument("--batch-size", type=runs.positive_int, default=None, help="minibatch size (default: 100)")
+    p.add_argument("--lr", type=runs.positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    p.add_argument("--lr-decay", type=runs.positive_float, default=1.0, help="multiply the learning rate by this after every epoch (default: 1, constant)")
+    p.add_argument("--z-dim", type=runs.positive_int, default=None, help="latent dimension (default: 2 for digits, 50 for MNIST)")
+    p.add_argument("--hidden", type=runs.positive_int, nargs="+", default=[200, 200], help="hidden layer sizes of encoder and decoder (default: 200 200)")
     p.add_argument("--activation", default="tanh", help="activation of the hidden layers (default: tanh)")
-    p.add_argument("--kl-warmup", type=int, default=0, help="steps over which beta rises linearly from 0 to 1 (default: 0, no annealing)")
-    p.add_argument("--eval-samples", type=int, default=5000, help="importance samples per test example for log p(x) (default: 5000)")
-    p.add_argument("--eval-examples", type=int, default=None, help="evaluate on the first N test examples only (default: all)")
+    p.add_argument("--kl-warmup", type=runs.nonnegative_int, default=0, help="steps over which beta rises linearly from 0 to 1 (default: 0, no annealing)")
+    p.add_argument("--eval-samples", type=runs.positive_int, default=5000, help="importance samples per test example for log p(x) (default: 5000)")
+    p.add_argument("--eval-examples", type=runs.positive_int, default=None,
+                   help="evaluate on the first N test examples only, at most the test set (default: all)")
     p.add_argument("--checkpoint", default=None, help="checkpoint file, written atomically every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     p.add_argument(
@@ -99,7 +103,7 @@ def parse_args(argv=None) -> argparse.Namespace:
              "loss, optimizer and schedule: e.g. --loss iwae after ELBO pretraining",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=runs.nonnegative_int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", default="outputs/vae", help="output folder for metrics.json and figures (default: outputs/vae)")
     p.add_argument("--quick", action="store_true", help="a small run (seconds): few epochs, 100 importance samples on 200 test examples")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -108,14 +112,23 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="compile the ELBO (pyro_lvm.infer.JitTraceMeanField_ELBO) and turn Pyro's validation off: the fast "
              "configuration of benchmarks/svi_overhead.py; --loss elbo with the normal or delta guide",
     )
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse ``argv`` and fill in the per-dataset and ``--quick`` defaults of the flags left out."""
+    p = build_parser()
     args = p.parse_args(argv)
     defaults = DATASET_DEFAULTS[args.dataset]
-    args.z_dim = args.z_dim or defaults["z_dim"]
-    args.batch_size = args.batch_size or defaults["batch_size"]
-    args.epochs = args.epochs or (min(30, defaults["epochs"]) if args.quick else defaults["epochs"])
+    if args.z_dim is None:
+        args.z_dim = defaults["z_dim"]
+    if args.batch_size is None:
+        args.batch_size = defaults["batch_size"]
+    if args.epochs is None:
+        args.epochs = min(30, defaults["epochs"]) if args.quick else defaults["epochs"]
     if args.quick:
         args.eval_samples = min(args.eval_samples, 100)
-        args.eval_examples = min(args.eval_examples or 200, 200)
+        args.eval_examples = 200 if args.eval_examples is None else min(args.eval_examples, 200)
         args.gap_examples, args.gap_steps = min(args.gap_examples, 50), min(args.gap_steps, 100)
         args.local_steps = min(args.local_steps, 200)
     if args.guide == "delta" and args.loss == "iwae":
@@ -125,9 +138,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                 f"one of those guides and no --kl-warmup (got --loss {args.loss} --guide {args.guide} --kl-warmup {args.kl_warmup})")
     if args.init_from is not None and not Path(args.init_from).is_file():
         p.error(f"--init-from {args.init_from}: no such checkpoint file")
-    for flag in ("particles", "rank", "flows", "eval_samples", "gap_examples"):
-        if getattr(args, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     return args
 
 
@@ -264,6 +274,8 @@ def main(argv=None) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     out = runs.output_dir(args.out)
     x_train, x_test, y_test, side, dynamic = load_data(args)
+    if args.eval_examples is not None and args.eval_examples > len(x_test):
+        raise ValueError(f"--eval-examples {args.eval_examples}: {args.dataset} has only {len(x_test)} test examples")
     data_dim = x_train.shape[1]
 
     pyro.clear_param_store()
@@ -273,7 +285,7 @@ def main(argv=None) -> dict:
     pretrained = None if args.init_from is None else load_weights(args.init_from, model.model, guide)
     local = args.guide == "local"  # its model and guide calls carry the example ids
     optimizer = pyro.optim.ExponentialLR({"optimizer": torch.optim.Adam, "optim_args": {"lr": args.lr}, "gamma": args.lr_decay})
-    n_eval = len(x_test) if args.eval_examples is None else min(args.eval_examples, len(x_test))
+    n_eval = len(x_test) if args.eval_examples is None else args.eval_examples
     x_eval = x_test[:n_eval].to(device)
 
     history = train(
