@@ -76,14 +76,23 @@ def parse_args(argv=None) -> argparse.Namespace:
         for name, value in quick.items():
             if getattr(args, name) == p.get_default(name):
                 setattr(args, name, value)
+    points = min(args.selection_points, sum(synthetic_sizes(args.n_per_cluster)))
+    if args.max_k > points:
+        p.error(f"--max-k {args.max_k}: model selection fits K = 1..max-k to {points} points (--selection-points "
+                f"{args.selection_points}, --n-per-cluster {args.n_per_cluster}); K cannot exceed them")
     return args
+
+
+def synthetic_sizes(n_per_cluster: int) -> list[int]:
+    """Points of each of the three true components: twice, once and half ``n_per_cluster``."""
+    return [2 * n_per_cluster, n_per_cluster, n_per_cluster // 2]
 
 
 def synthetic(n_per_cluster: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Three 2-D Gaussians with different shapes and weights; returns ``X (N, 2)`` and the true labels."""
     means = np.array([[0.0, 0.0], [4.0, 3.0], [-3.0, 4.0]])
     covs = [np.array([[1.5, 0.9], [0.9, 1.0]]), np.diag([0.3, 1.2]), np.array([[0.6, -0.3], [-0.3, 0.5]])]
-    sizes = [2 * n_per_cluster, n_per_cluster, n_per_cluster // 2]
+    sizes = synthetic_sizes(n_per_cluster)
     X = np.concatenate([rng.multivariate_normal(m, c, size=n) for m, c, n in zip(means, covs, sizes)])
     return X, np.repeat(np.arange(3), sizes)
 

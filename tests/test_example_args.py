@@ -121,6 +121,12 @@ def test_gmm_refuses_what_would_fail_after_the_fits(capsys):
     # the smallest true component has n // 2 points: 1 per cluster would leave it empty
     assert "--n-per-cluster" in refused("examples/gmm.py", ["--n-per-cluster", "1"], capsys)
     assert load("examples/gmm.py").parse_args(["--num-samples", "2", "--n-per-cluster", "2", "--max-k", "1"]).max_k == 1
+    # model selection fits K = 1..max-k to the selection points: K above their count failed after every other fit
+    err = refused("examples/gmm.py", ["--selection-points", "5"], capsys)  # --max-k 6
+    assert "--max-k 6" in err and "5 points" in err, err
+    # 2 per cluster: 4 + 2 + 1 = 7 synthetic points in all, fewer than the 150 selection points asked for
+    assert "7 points" in refused("examples/gmm.py", ["--n-per-cluster", "2", "--max-k", "8"], capsys)
+    assert load("examples/gmm.py").parse_args(["--n-per-cluster", "2", "--max-k", "7"]).max_k == 7
 
 
 def test_colorization_lr_zero_is_refused_and_its_defaults_still_apply(capsys):
