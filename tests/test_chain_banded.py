@@ -12,7 +12,7 @@ def _dense_logits(band: torch.Tensor) -> torch.Tensor:
     """(N, 1, K, K) matrix with ``[n, 0, s - d, s] = band[n, s, d]`` and -inf elsewhere."""
     n, k, width = band.shape
     dense = torch.full((n, 1, k, k), float("-inf"), dtype=band.dtype)
-    for d in range(width):
+    for d in range(min(width, k)):  # moves from s - d < 0 never happen
         s = torch.arange(d, k)
         dense[:, 0, s - d, s] = band[:, d:, d]
     return dense
@@ -21,7 +21,8 @@ def _dense_logits(band: torch.Tensor) -> torch.Tensor:
 def _chain(t_max, n=3, k=7, width=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     band = torch.randn(n, k, width, generator=g, dtype=torch.float64)
-    band[:, 2, 1] = float("-inf")  # a forbidden move
+    if k > 2:
+        band[:, 2, 1] = float("-inf")  # a forbidden move
     init = torch.randn(n, k, generator=g, dtype=torch.float64)
     emissions = torch.randn(t_max, n, k, generator=g, dtype=torch.float64)
     final = torch.randn(n, k, generator=g, dtype=torch.float64)
@@ -33,9 +34,10 @@ def _chain(t_max, n=3, k=7, width=3, seed=0):
 @pytest.mark.parametrize("small_message", [0, 10**9], ids=["frame-per-step", "few-wide-steps"])
 @pytest.mark.parametrize("t_max", [1, 2, 5, 9, 16])
 @pytest.mark.parametrize("semiring", ["log", "max"])
-def test_banded_messages_match_dense_chain(monkeypatch, small_message, t_max, semiring):
+@pytest.mark.parametrize("k", [7, 1, 2], ids=["K7", "K1-narrower-than-band", "K2-narrower-than-band"])
+def test_banded_messages_match_dense_chain(monkeypatch, small_message, t_max, semiring, k):
     monkeypatch.setattr(chain, "_SMALL_MESSAGE", small_message)
-    band, init, emissions, final, lengths = _chain(t_max)
+    band, init, emissions, final, lengths = _chain(t_max, k=k)
     dense = DenseTransition(_dense_logits(band))
     expected = chain_forward(init, emissions, dense, lengths, semiring)
     alphas, betas = BandedTransition(band).messages(init, emissions, lengths, final, semiring)
@@ -71,3 +73,15 @@ def test_banded_forward_is_differentiable_in_the_transition():
     for d in range(band.size(-1)):
         s = torch.arange(d, band.size(1))
         assert torch.allclose(grad[:, d:, d], dense_grad[:, 0, s - d, s], atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [7, 1, 2])
+@pytest.mark.parametrize("t_max", [1, 2, 5, 9])
+def test_banded_best_path_is_the_dense_viterbi_path(k, t_max):
+    """Chains with fewer states than the band is wide (CTC targets of 0 or 1 label) included."""
+    band, init, emissions, final, lengths = _chain(t_max, k=k, seed=7)
+    dense = DenseTransition(_dense_logits(band))
+    alphas = chain_forward(init, emissions, dense, lengths, "max")
+    path, score = BandedTransition(band).best_path(init, emissions, lengths, final)
+    torch.testing.assert_close(score, chain_total(alphas, final, "max"), rtol=1e-12, atol=0)
+    assert torch.equal(path, chain.chain_backtrack(alphas, final, dense, lengths, temperature=0)[0])

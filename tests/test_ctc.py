@@ -392,3 +392,84 @@ def test_chain_forward_under_autograd_matches_the_posterior_path():
     torch.testing.assert_close(tracked, fast, rtol=0, atol=1e-10)
     grads = [torch.autograd.grad(x.sum(), emissions)[0] for x in (tracked, fast)]
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-10)
+
+
+# Targets zero, one and two labels wide, and a batch mixing empty and longer targets (issue 13):
+# (targets, target_lengths) per case; the padding past a length is a label that must be ignored.
+SHORT_TARGETS = {
+    "width0": ([[], [], []], [0, 0, 0]),
+    "width1": ([[1], [2], [2]], [1, 1, 0]),
+    "width2": ([[1, 1], [2, 1], [2, 2]], [2, 1, 0]),
+    "mixed": ([[1, 2, 2], [2, 2, 1], [1, 1, 1], [1, 2, 1], [2, 1, 2]], [0, 3, 1, 0, 2]),
+}
+
+
+def frames_needed(name):
+    """(N,) the fewest frames that can produce each target of a case: its labels plus a blank between repeats."""
+    rows, lengths = SHORT_TARGETS[name]
+    return torch.tensor([max(1, n + sum(a == b for a, b in zip(r[:n], r[1:n]))) for r, n in zip(rows, lengths)])
+
+
+def short_case(name, t, c=3, seed=0):
+    """Random float64 logits (T, N, C) for one of :data:`SHORT_TARGETS`, with ragged input lengths:
+    row 0 takes all ``t`` frames, the others one or two fewer where their target allows."""
+    rows, lengths = SHORT_TARGETS[name]
+    targets = torch.tensor(rows, dtype=torch.long).reshape(len(rows), -1)
+    tl = torch.tensor(lengths)
+    need = frames_needed(name)
+    assert (need <= t).all(), "the case must be feasible"
+    il = torch.maximum(need, torch.tensor([t] + [t - 1 - i % 2 for i in range(len(rows) - 1)]))
+    logits = torch.randn(t, len(rows), c, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return logits, targets, il, tl
+
+
+def short_cases(ts):
+    return [(name, t) for name in SHORT_TARGETS for t in ts if t >= int(frames_needed(name).max())]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("name, t", short_cases([1, 2, 3, 6]))
+def test_short_targets_match_torch(name, t, method):
+    logits, targets, il, tl = short_case(name, t)
+    logits.requires_grad_()
+    ref = torch_ll(logits.log_softmax(-1), targets, il, tl)
+    ours = ctc_log_likelihood(logits.log_softmax(-1), targets, il, tl, method=method)
+    assert torch.isfinite(ref).all()
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-10)
+    grads = [torch.autograd.grad(x.sum(), logits)[0] for x in (ours, ref)]
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-10)
+    padded = torch.where(torch.arange(targets.size(1)) < tl.unsqueeze(-1), targets, -1)
+    torch.testing.assert_close(CTC(logits.log_softmax(-1), il, method=method).log_prob(padded), ref, rtol=0, atol=1e-10)
+
+
+def test_one_label_targets_of_the_issue():
+    log_probs = torch.randn(6, 2, 4, generator=torch.Generator().manual_seed(0)).log_softmax(-1)
+    targets = torch.tensor([[1], [2]])
+    ref = torch_ll(log_probs, targets, [6, 6], [1, 1])
+    for method in METHODS:
+        torch.testing.assert_close(ctc_log_likelihood(log_probs, targets, [6, 6], [1, 1], method=method), ref)
+
+
+@pytest.mark.parametrize("name, t", short_cases([1, 2, 3, 5]))
+def test_short_targets_viterbi_samples_and_marginals_against_brute_force(name, t):
+    logits, targets, il, tl = short_case(name, t, seed=1)
+    log_probs = logits.log_softmax(-1)
+    c = log_probs.size(-1)
+    best = ctc_viterbi(log_probs, targets, il, tl)
+    best_ll = ctc_viterbi_log_likelihood(log_probs, targets, il, tl)
+    drawn = ctc_sample_alignments(log_probs, targets, il, tl, num_samples=50)
+    marginals = ctc_posterior_marginals(log_probs, targets, il, tl)
+    for i in range(targets.size(0)):
+        target = targets[i, : tl[i]].tolist()
+        z, scores = brute_force(log_probs[: il[i], i], target)
+        assert ctc_collapse(best[i]) == [target] and (best[i, il[i] :] == -1).all()
+        torch.testing.assert_close(best_ll[i], scores.max(), rtol=0, atol=1e-12)
+        assert log_probs[: il[i], i].gather(1, best[i, : il[i]].unsqueeze(-1)).sum() == pytest.approx(float(scores.max()), abs=1e-12)
+        assert ctc_collapse(drawn[:, i]) == [target] * 50 and (drawn[:, i, il[i] :] == -1).all()
+        weights = (scores - scores.logsumexp(0)).exp()
+        exact = torch.zeros(il[i], c, dtype=torch.float64).index_put_(
+            (torch.arange(il[i]).expand_as(z), z), weights.unsqueeze(-1).expand_as(z), accumulate=True
+        )
+        torch.testing.assert_close(marginals[: il[i], i], exact, rtol=0, atol=1e-12)
+        torch.testing.assert_close(marginals[: il[i], i].sum(-1), torch.ones(int(il[i]), dtype=torch.float64))
+        assert (marginals[il[i] :, i] == 0).all()

@@ -99,11 +99,12 @@ def _step_matrices(before: torch.Tensor, weights: torch.Tensor, keep: torch.Tens
 
 def _compose(first: torch.Tensor, second: torch.Tensor, op) -> torch.Tensor:
     """Two banded steps as one, for many step pairs at once: ``first`` (P, Da, R, K) then
-    ``second`` (P, Db, R, K) give (P, Da + Db - 1, R, K), offset ``j`` reducing with ``op`` over
-    the paths ``s - j -> s - d2 -> s``: ``first[d1][s - d2] + second[d2][s]`` with ``d1 + d2 = j``."""
+    ``second`` (P, Db, R, K) give (P, min(Da + Db - 1, K), R, K), offset ``j`` reducing with ``op``
+    over the paths ``s - j -> s - d2 -> s``: ``first[d1][s - d2] + second[d2][s]`` with
+    ``d1 + d2 = j`` (offsets ``j >= K`` start before state 0 and are left out)."""
     da, db, k = first.size(1), second.size(1), first.size(-1)
     offsets = []
-    for j in range(da + db - 1):
+    for j in range(min(da + db - 1, k)):
         terms = [
             second[:, d2] + F.pad(first[:, j - d2, :, : k - d2], (d2, 0), value=FLOOR)
             for d2 in range(max(0, j - da + 1), min(db, j + 1))
@@ -227,8 +228,10 @@ class BandedTransition:
     def __init__(self, logits: torch.Tensor) -> None:
         if logits.dim() != 3:
             raise ValueError(f"banded transition logits must have shape (N, K, D), got {tuple(logits.shape)}")
-        self.logits = logits.clamp(min=FLOOR)
-        self.width = d = logits.size(-1)
+        # offsets d >= K move from s - d < 0 and never happen: a chain of fewer states than the band
+        # is wide (CTC's chain for a target of 0 or 1 labels) keeps its first K offsets
+        self.logits = logits[..., : logits.size(-2)].clamp(min=FLOOR)
+        self.width = d = self.logits.size(-1)
         # window s of the left-padded messages holds x[s - D + 1 .. s]: _into pairs it with the
         # weights of the moves into s (d reversed); _ahead[i, d] is the weight of i -> i + d
         self._into = self.logits.flip(-1)
