@@ -259,3 +259,104 @@ def test_example_quick_run(tmp_path):
     assert sorted(metrics["model_selection"]["loo"]) == ["K=1", "K=2", "K=3"]
     for figure in metrics["figures"]:
         assert (tmp_path / figure).stat().st_size > 0
+
+
+def _two_by_two(matrix):
+    return np.array([matrix, matrix], dtype=float)
+
+
+@pytest.mark.parametrize(
+    "covariance_type, init, match",
+    [
+        ("diag", dict(precisions_init=np.zeros((2, 2))), r"precisions_init for covariance_type='diag' must be positive"),
+        ("spherical", dict(precisions_init=np.array([1.0, -2.0])), r"precisions_init for covariance_type='spherical' must be positive"),
+        ("full", dict(precisions_init=np.zeros((2, 2, 2))), r"'full' must be symmetric positive definite.*component 0"),
+        ("full", dict(precisions_init=_two_by_two([[2.0, 1.0], [0.0, 2.0]])), r"'full' must be symmetric positive definite.*not symmetric"),
+        ("full", dict(precisions_init=_two_by_two([[1.0, 2.0], [2.0, 1.0]])), r"'full' must be symmetric positive definite.*eigenvalue -1"),
+        ("full", dict(precisions_init=np.ones((2, 2))), r"precisions_init has shape \(2, 2\); expected \(2, 2, 2\)"),
+        ("diag", dict(precisions_init=np.ones(2)), r"precisions_init has shape \(2,\); expected \(2, 2\)"),
+        ("full", dict(weights_init=[1.5, -0.5]), r"weights_init must lie in \[0, 1\] and sum to 1.*min -0.5, max 1.5"),
+        ("full", dict(weights_init=[0.5, 0.5 + 1e-7]), r"weights_init must lie in \[0, 1\] and sum to 1.*sum 1.0000001"),
+        ("full", dict(weights_init=[1.0]), r"weights_init has shape \(1,\); expected \(2,\)"),
+        ("full", dict(means_init=np.zeros(2)), r"means_init has shape \(2,\); expected \(2, 2\)"),
+    ],
+)
+def test_bad_initial_parameters_raise_like_sklearn(covariance_type, init, match):
+    """Each bad weights_init / means_init / precisions_init is rejected by scikit-learn too, and by us with a message."""
+    X = blobs(8, n=10)
+    with pytest.raises(ValueError):
+        SkGaussianMixture(2, covariance_type=covariance_type, **init).fit(X)
+    with pytest.raises(ValueError, match=match):
+        GaussianMixture(2, covariance_type, **init).fit(X)
+
+
+@pytest.mark.parametrize("hard", [False, True], ids=["em", "hard_em"])
+def test_em_whose_lower_bound_is_not_finite_raises(hard):
+    """Means so far off that every sample has zero density: an error, never NaN parameters reported as converged."""
+    X = torch.as_tensor(blobs(9, n=10))
+    w, m, c, _ = m_step(X, torch.full((1, len(X), 2), 0.5, dtype=X.dtype), "diag", 1e-6)
+    far = torch.tensor([[[1e200, 1e200], [-1e200, 1e200]]], dtype=X.dtype)
+    with pytest.raises(ValueError, match=r"lower bound of restart 0 is -inf at iteration 1"):
+        fit_mixture_em(X, w, far, c, "diag", hard=hard)
+    with pytest.raises(ValueError, match=r"lower bound .* at iteration 1.*means_init"):
+        GaussianMixture(2, "diag", means_init=far[0].numpy()).fit(X, "hard_em" if hard else "em")
+
+
+def _scaled_blobs(scale):
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    return scale * np.concatenate([rng.normal(c, 1.0, size=(100, 2)) for c in centres]), np.repeat(np.arange(3), 100)
+
+
+@pytest.mark.parametrize("scale", [1e-9, 1e-12])
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("relative_reg", [1e-6, 0.0])
+def test_tiny_scale_clusters_are_found_as_by_sklearn(scale, init_params, covariance_type, relative_reg):
+    """Well separated clusters shrunk to 1e-9 / 1e-12, reg_covar shrunk alike: scikit-learn's clustering and score."""
+    from sklearn.metrics import adjusted_rand_score
+
+    X, truth = _scaled_blobs(scale)
+    reg_covar = relative_reg * scale**2
+    sk = SkGaussianMixture(3, covariance_type=covariance_type, reg_covar=reg_covar, random_state=0).fit(X)
+    ours = GaussianMixture(3, covariance_type, reg_covar=reg_covar, init_params=init_params, random_state=0).fit(X)
+    assert adjusted_rand_score(sk.predict(X), ours.predict(X).numpy()) == 1.0
+    assert adjusted_rand_score(truth, sk.predict(X)) == 1.0
+    assert ours.converged_
+    assert ours.score(X) == pytest.approx(sk.score(X), abs=1e-6)
+
+
+def test_reg_covar_swamping_the_data_warns():
+    """At scale 1e-9 the default reg_covar=1e-6 dwarfs the data's variance: one cluster (as in scikit-learn), and a warning."""
+    X, _ = _scaled_blobs(1e-9)
+    with pytest.warns(UserWarning, match=r"reg_covar=1e-06 is larger than the variance of every feature of X .*scale X"):
+        ours = GaussianMixture(3, "full", random_state=0).fit(X)
+    sk = SkGaussianMixture(3, random_state=0).fit(X)
+    assert ours.score(X) == pytest.approx(sk.score(X), abs=1e-6)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GaussianMixture(3, "full", reg_covar=1e-6 * 1e-18, random_state=0).fit(X)
+
+
+@pytest.mark.parametrize("method", ["score", "score_samples", "predict", "predict_proba", "bic"])
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        (np.array([[0.0, np.nan]]), "X contains NaN or infinite values"),
+        (np.array([[0.0, -np.inf]]), "X contains NaN or infinite values"),
+        (np.ones(2), r"X must be 2-D \(n_samples, n_features\), got shape \(2,\).*reshape\(-1, 1\)"),
+        (np.ones((0, 2)), "X is empty"),
+    ],
+    ids=["nan", "inf", "1-D", "empty"],
+)
+def test_bad_input_after_fit_raises(method, X, match):
+    gmm = GaussianMixture(2, random_state=0).fit(blobs(10, n=10))
+    with pytest.raises(ValueError, match=match):
+        getattr(gmm, method)(X)
+
+
+def test_single_feature_message_says_how_to_reshape():
+    with pytest.raises(ValueError, match=r"reshape\(-1, 1\)"):
+        GaussianMixture(2).fit(np.arange(6.0))

@@ -28,6 +28,7 @@ __all__ = [
     "e_step",
     "fit_mixture_em",
     "kmeans_plusplus",
+    "kmeans_responsibilities",
     "log_joint",
     "m_step",
     "precision_cholesky",
@@ -250,6 +251,8 @@ def fit_mixture_em(
     (and gets weight 0 when weights are learnt), as in Lloyd's algorithm without relocation.
 
     :param X: ``(N, D)``; initial ``weights (R, K)``, ``means (R, K, D)``, covariances by type.
+    :raises ValueError: when the lower bound of a running restart is NaN or infinite (some sample
+        has zero or undefined density under every component), instead of going on with NaN parameters.
     """
     R = weights.shape[0]
     centre = X.mean(0)  # iterate about the data mean (see log_joint and m_step)
@@ -261,8 +264,9 @@ def fit_mixture_em(
     n_iter = torch.zeros(R, dtype=torch.long, device=X.device)
     history = []
     labels = None
-    for _ in range(max_iter):
+    for iteration in range(1, max_iter + 1):
         resp, bound = e_step(_log_joint(X, weights, means, prec_chol, covariance_type), hard)
+        _check_finite_bound(bound, active, iteration)
         new_w, new_m, new_c, counts = _m_step(X, resp, covariance_type, reg_covar, learn_weights)
         done = (bound - lower).abs() < tol
         if hard:
@@ -295,6 +299,42 @@ def fit_mixture_em(
         n_iter=n_iter,
         converged=converged,
     )
+
+
+def _check_finite_bound(bound: torch.Tensor, active: torch.Tensor, iteration: int) -> None:
+    """Raise when a running restart's lower bound is NaN or infinite (its parameters would turn NaN)."""
+    bad = active & ~torch.isfinite(bound)
+    if bool(bad.any()):
+        r = int(bad.nonzero()[0])
+        raise ValueError(
+            f"the EM lower bound of restart {r} is {float(bound[r])} at iteration {iteration}: some sample has "
+            "zero or undefined density under every component; expected a finite mean log-likelihood "
+            "(check means_init / precisions_init / weights_init against the data, or scale X)"
+        )
+
+
+def kmeans_responsibilities(
+    X: torch.Tensor, n_components: int, n_init: int, generator: torch.Generator | None = None, lloyd: bool = True
+) -> torch.Tensor:
+    """One-hot responsibilities ``(n_init, N, K)`` from k-means++ seeds, refined by Lloyd's k-means if ``lloyd``.
+
+    Lloyd's k-means is hard EM with identity covariances and fixed uniform weights, and a sample goes to
+    its nearest centre. Both run on ``X`` centred and divided by its root-mean-square spread: the
+    labels do not change under a common rescaling, but the identity log-joint adds the constant
+    ``-D/2 log(2 pi) - log K`` to ``-|x - mu|^2 / 2``, so for data at scale ``1e-9`` the squared
+    distances (``~1e-16``) would vanish in its rounding and every sample would tie into component 0.
+    (scikit-learn's ``KMeans`` compares squared distances alone, which is scale-free.)
+    """
+    centred = X - X.mean(0)
+    peak = centred.abs().max()
+    peak = torch.where(peak > 0, peak, torch.ones_like(peak))
+    spread = peak * (centred / peak).square().mean().sqrt()  # root mean square, without overflow or underflow
+    X = centred / torch.where(spread > 0, spread, torch.ones_like(spread))
+    centres = kmeans_plusplus(X, n_components, n_init, generator)
+    uniform = X.new_full((n_init, n_components), 1.0 / n_components)
+    if lloyd:
+        centres = fit_mixture_em(X, uniform, centres, None, "identity", hard=True, tol=0.0, max_iter=300, learn_weights=False).means
+    return e_step(log_joint(X, uniform, centres, None, "identity"), hard=True)[0]
 
 
 def kmeans_plusplus(X: torch.Tensor, n_components: int, n_init: int, generator: torch.Generator | None = None) -> torch.Tensor:

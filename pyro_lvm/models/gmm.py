@@ -14,6 +14,7 @@ closed-form EM, hard EM (argmax assignments) and SVI with a point (Delta) guide.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pyro
@@ -30,7 +31,7 @@ from pyro_lvm.infer.em import (
     covariances_from_precisions,
     e_step,
     fit_mixture_em,
-    kmeans_plusplus,
+    kmeans_responsibilities,
     log_joint,
     m_step,
     precision_cholesky,
@@ -135,7 +136,8 @@ class GaussianMixture:
         except (TypeError, ValueError, RuntimeError) as e:
             raise ValueError(f"{name} must be a 2-D array of real numbers: {e}") from None
         if X.dim() != 2:
-            raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}")
+            hint = f"; for a single feature use {name}.reshape(-1, 1)" if X.dim() == 1 else ""
+            raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}{hint}")
         if X.shape[0] == 0 or X.shape[1] == 0:
             raise ValueError(f"{name} is empty: shape {tuple(X.shape)}; expected at least one sample and one feature")
         if X.is_complex() or X.dtype == torch.bool:
@@ -159,6 +161,36 @@ class GaussianMixture:
         if not bool(torch.isfinite(value).all()):
             raise ValueError(f"{name} contains NaN or infinite values")
         return value
+
+    def _checked_weights_init(self, X: torch.Tensor) -> torch.Tensor:
+        """``weights_init`` ``(K,)``, in ``[0, 1]`` and summing to 1 (scikit-learn's ``_check_weights``)."""
+        w = self._init_override(self.weights_init, "weights_init", (self.n_components,), X)
+        atol = 1e-6 if X.dtype == torch.float32 else 1e-8
+        if bool((w < 0).any() | (w > 1).any()) or abs(float(w.sum()) - 1.0) > atol:
+            raise ValueError(
+                f"weights_init must lie in [0, 1] and sum to 1 (to within {atol:g}), got min {float(w.min()):g}, "
+                f"max {float(w.max()):g}, sum {float(w.sum()):.10g}"
+            )
+        return w
+
+    def _checked_precisions_init(self, X: torch.Tensor) -> torch.Tensor:
+        """``precisions_init`` of the covariance type's shape: symmetric positive definite matrices ("full")
+        or positive values ("diag", "spherical"), as scikit-learn's ``_check_precisions`` requires."""
+        if self.covariance_type == "identity":
+            raise ValueError("precisions_init cannot be given with covariance_type='identity' (fixed at I)")
+        prec = self._init_override(self.precisions_init, "precisions_init", self._covariance_shape(X.shape[1]), X)
+        what = f"precisions_init for covariance_type={self.covariance_type!r}"
+        if self.covariance_type == "full":
+            asymmetric = ~torch.isclose(prec, prec.mT).all(-1).all(-1)
+            smallest = torch.linalg.eigvalsh(prec)[..., 0]
+            bad = (asymmetric | (smallest <= 0)).nonzero()
+            if len(bad):
+                k = int(bad[0])
+                reason = "is not symmetric" if asymmetric[k] else f"has smallest eigenvalue {float(smallest[k]):g}"
+                raise ValueError(f"{what} must be symmetric positive definite (n_features, n_features) matrices; component {k} {reason}")
+        elif bool((prec <= 0).any()):
+            raise ValueError(f"{what} must be positive, got a minimum of {float(prec.min()):g}")
+        return prec
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "means_"):
@@ -267,6 +299,10 @@ class GaussianMixture:
     def _initialize(self, X: torch.Tensor):
         """Initial ``weights (R, K)``, ``means (R, K, D)`` and covariances for the ``n_init`` restarts."""
         (N, D), K, R = X.shape, self.n_components, self.n_init
+        # checked before any work, as scikit-learn's _check_parameters does
+        weights_init = None if self.weights_init is None else self._checked_weights_init(X)
+        means_init = None if self.means_init is None else self._init_override(self.means_init, "means_init", (K, D), X)
+        precisions_init = None if self.precisions_init is None else self._checked_precisions_init(X)
         gen = self._generator(X.device)
         fixed_covariances = self.covariance_type == "identity" or self.precisions_init is not None
         fixed_weights = self.weights_init is not None or not self.learn_weights
@@ -276,25 +312,14 @@ class GaussianMixture:
             resp = torch.rand(R, N, K, generator=gen, device=X.device, dtype=X.dtype)
             resp = resp / resp.sum(-1, keepdim=True)
         else:
-            centres = kmeans_plusplus(X, K, R, gen)
-            uniform = X.new_full((R, K), 1.0 / K)
-            if self.init_params == "kmeans":
-                centres = fit_mixture_em(X, uniform, centres, None, "identity", hard=True, tol=0.0, max_iter=300, learn_weights=False).means
-            resp, _ = e_step(log_joint(X, uniform, centres, None, "identity"), hard=True)
+            resp = kmeans_responsibilities(X, K, R, gen, lloyd=self.init_params == "kmeans")
         weights, means, covariances, _ = m_step(X, resp, self.covariance_type, self.reg_covar, self.learn_weights)
-        if self.weights_init is not None:
-            w = self._init_override(self.weights_init, "weights_init", (K,), X)
-            if bool((w < 0).any()) or abs(float(w.sum()) - 1.0) > 1e-6:
-                raise ValueError(f"weights_init must be non-negative and sum to 1, got sum {float(w.sum())}")
-            weights = w.expand(R, K).clone()
-        if self.means_init is not None:
-            means = self._init_override(self.means_init, "means_init", (K, D), X).expand(R, K, D).clone()
-        if self.precisions_init is not None:
-            if self.covariance_type == "identity":
-                raise ValueError("precisions_init cannot be given with covariance_type='identity' (fixed at I)")
-            shape = self._covariance_shape(D)
-            prec = self._init_override(self.precisions_init, "precisions_init", shape, X)
-            covariances = covariances_from_precisions(prec, self.covariance_type).expand((R,) + shape).clone()
+        if weights_init is not None:
+            weights = weights_init.expand(R, K).clone()
+        if means_init is not None:
+            means = means_init.expand(R, K, D).clone()
+        if precisions_init is not None:
+            covariances = covariances_from_precisions(precisions_init, self.covariance_type).expand(R, *precisions_init.shape).clone()
         return weights, means, covariances
 
     def fit(self, X, method: str = "em", *, steps: int = 1000, lr: float = 0.05, progress: bool = False) -> "GaussianMixture":
@@ -315,6 +340,7 @@ class GaussianMixture:
         N, D = X.shape
         if N < self.n_components:
             raise ValueError(f"n_components={self.n_components} must be <= n_samples={N}")
+        self._warn_if_reg_covar_swamps(X)
         weights, means, covariances = self._initialize(X)
         if method == "svi":
             self._fit_svi(X, weights, means, covariances, _positive_int(steps, "steps"), lr, progress)
@@ -335,6 +361,21 @@ class GaussianMixture:
                 converged=bool(result.converged[best]),
             )
         return self
+
+    def _warn_if_reg_covar_swamps(self, X: torch.Tensor) -> None:
+        """Warn when ``reg_covar`` exceeds the variance of every feature: each covariance is then mostly
+        regularisation, and the components cannot separate (scikit-learn fits the same single cluster)."""
+        if self.covariance_type == "identity" or self.n_components == 1:
+            return
+        largest = float(X.var(0, correction=0).max())
+        if self.reg_covar > largest:
+            warnings.warn(
+                f"reg_covar={self.reg_covar:g} is larger than the variance of every feature of X (largest "
+                f"{largest:.3g}): the covariances are dominated by the regularisation, so the components "
+                "cannot separate; scale X (e.g. StandardScaler) or lower reg_covar with the data's scale",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _fit_svi(self, X, weights, means, covariances, steps: int, lr: float, progress: bool) -> None:
         prec_chol = precision_cholesky(covariances, self.covariance_type)
