@@ -1,12 +1,20 @@
 """Atomic checkpoints of a training run: modules, param store, optimizer and RNG states.
 
-A checkpoint is written to a temporary file beside the target, flushed to disk and
-then renamed over the target, so a crash never leaves a half-written file.
+A checkpoint is written to a temporary file beside the target (``.NAME.tmp-PID``), flushed
+to disk and then renamed over the target, so a crash never leaves a half-written file. A
+process killed while saving leaves its temporary file behind; the next save of the same
+checkpoint deletes the temporary files of processes that no longer run. Those of live
+processes are left alone: two runs that write the same checkpoint at once each keep their
+own file until it is renamed (the last rename wins, as with any two writers of one file).
+A PID is only meaningful on this machine, and a stale file whose PID was reused by an
+unrelated live process stays until that process ends.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import pickle
 import random
 from pathlib import Path
 
@@ -14,14 +22,66 @@ import numpy as np
 import pyro
 import torch
 
-__all__ = ["atomic_save", "capture_rng_state", "restore_rng_state", "param_store_state", "restore_param_store"]
+__all__ = [
+    "atomic_save",
+    "check_writable",
+    "load_checkpoint",
+    "capture_rng_state",
+    "restore_rng_state",
+    "param_store_state",
+    "restore_param_store",
+]
+
+
+def _temporary(path: Path, pid: int | str) -> Path:
+    """The temporary file a process ``pid`` writes ``path`` through."""
+    return path.with_name(f".{path.name}.tmp-{pid}")
+
+
+def _process_runs(pid: int) -> bool:
+    """Whether a process with this PID runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete ``path``'s temporary files left by processes that no longer run (killed mid-save)."""
+    prefix = _temporary(path, "").name
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = tmp.name[len(prefix) :]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_runs(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Make sure a checkpoint can be saved at ``path`` (its folder exists or can be made, and a
+    temporary file can be created in it) before any training step runs.
+
+    :raises ValueError: naming ``path`` and the operating system's reason.
+    """
+    path = Path(path)
+    tmp = _temporary(path, os.getpid())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb"):
+            pass
+        tmp.unlink()
+    except OSError as e:
+        raise ValueError(f"checkpoint={os.fspath(path)!r} cannot be written: {e}") from e
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save(obj, path)`` through a temporary file and ``os.replace``."""
+    """``torch.save(obj, path)`` through a temporary file and ``os.replace``; first deletes the
+    temporary files of ``path`` that killed processes left behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _remove_stale_temporaries(path)
+    tmp = _temporary(path, os.getpid())
     try:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
@@ -31,6 +91,34 @@ def atomic_save(obj, path: str | os.PathLike) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def load_checkpoint(path: str | os.PathLike, keys: tuple[str, ...], map_location=None) -> dict:
+    """Read a :func:`~pyro_lvm.infer.train` checkpoint.
+
+    :param keys: the entries the caller needs.
+    :raises FileNotFoundError: when ``path`` does not exist.
+    :raises ValueError: naming ``path`` when it is not a readable checkpoint (truncated, empty,
+        not written by ``torch.save``) or lacks one of ``keys``.
+    """
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as e:
+        raise ValueError(
+            f"checkpoint {os.fspath(path)!r} cannot be read (truncated, empty or not written by torch.save): "
+            f"{type(e).__name__}: {e}"
+        ) from e
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {os.fspath(path)!r} holds a {type(state).__name__}, not a training checkpoint (a dict)")
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ValueError(
+            f"checkpoint {os.fspath(path)!r} lacks {missing} (it has {sorted(map(str, state))}): "
+            "it was not written by pyro_lvm.infer.train"
+        )
+    return state
 
 
 def capture_rng_state() -> dict:

@@ -17,14 +17,18 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
 import pyro
 import pyro.optim
 import torch
 from pyro import poutine
 from pyro.infer.util import zero_grads
+from pyro.nn import PyroModule
+from pyro.params.param_store import param_with_module_name
 from tqdm.auto import tqdm
 
 from pyro_lvm.guides.check import check_guide_sites
@@ -32,16 +36,57 @@ from pyro_lvm.infer.annealing import scale_latents
 from pyro_lvm.infer.checkpoint import (
     atomic_save,
     capture_rng_state,
+    check_writable,
+    load_checkpoint,
     param_store_state,
     restore_param_store,
     restore_rng_state,
 )
 
-__all__ = ["train", "load_weights", "History", "TrainingDiverged", "svi_step", "as_batch_source"]
+__all__ = ["train", "load_weights", "History", "TrainingDiverged", "ParamSnapshot", "svi_step", "as_batch_source"]
+
+_WEIGHT_KEYS = ("modules", "param_store", "history")
+_RUN_KEYS = _WEIGHT_KEYS + ("optimizer", "rng", "step", "epoch")
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; parameters are left at their last finite values."""
+    """The loss, or a distribution parameter Pyro validates, became NaN or infinite (or left its support).
+
+    :func:`train` leaves the trained parameters at their last finite values: the values at which
+    ``last_finite_loss`` was computed, i.e. from before the update that led to the failure (an
+    update from a finite loss may still produce NaN parameters, or parameters whose next loss is
+    not finite). The optimizer's state (e.g. Adam's moments) is not put back.
+
+    :ivar step: the step whose loss could not be computed.
+    :ivar last_finite_loss: the last finite loss per example (None when no step had one).
+    """
+
+    def __init__(self, message: str, step: int, last_finite_loss: float | None) -> None:
+        super().__init__(message)
+        self.step, self.last_finite_loss = step, last_finite_loss
+
+
+class ParamSnapshot:
+    """A copy of the parameters one step is about to update, taken by :func:`svi_step` after a
+    finite loss and before the update, into buffers reused while the parameters stay the same."""
+
+    def __init__(self) -> None:
+        self.copies: dict[torch.Tensor, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def take(self, params: Iterable[torch.Tensor]) -> None:
+        params = list(params)
+        if len(params) != len(self.copies) or any(p not in self.copies for p in params):
+            self.copies = {p: p.detach().clone() for p in params}
+            return
+        for p, copy in self.copies.items():
+            copy.copy_(p)
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Put the copied values back into the parameters (in place: optimizers keep them)."""
+        for p, copy in self.copies.items():
+            p.copy_(copy)
 
 
 @dataclass
@@ -108,15 +153,20 @@ class _TensorBatches:
 class _MovedBatches:
     """Batches of an iterable (e.g. a DataLoader), as tuples of tensors on ``device``."""
 
-    def __init__(self, batches: Iterable, device: torch.device) -> None:
-        self.batches, self.device = batches, device
+    def __init__(self, batches: Iterable, device: torch.device, name: str) -> None:
+        self.batches, self.device, self.name = batches, device, name
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __iter__(self):
-        for batch in self.batches:
+        for i, batch in enumerate(self.batches):
             batch = batch if isinstance(batch, (tuple, list)) else (batch,)
+            if torch.is_tensor(batch[0]) and batch[0].dim() > 0 and batch[0].shape[0] == 0:
+                raise ValueError(
+                    f"{self.name} yielded an empty batch (batch {i} has shape {tuple(batch[0].shape)}); "
+                    "expected at least one example per batch"
+                )
             yield tuple(b.to(self.device) if torch.is_tensor(b) else b for b in batch)
 
 
@@ -136,16 +186,33 @@ def _check_tensors(tensors: Sequence, name: str) -> tuple[torch.Tensor, ...]:
 
 
 def as_batch_source(data, batch_size: int, shuffle: bool, device: torch.device, name: str = "data"):
-    """Turn ``data`` (tensor, tuple of tensors, or iterable of batches) into re-iterable batches on ``device``."""
+    """Turn ``data`` into re-iterable batches on ``device``.
+
+    ``data`` is a tensor or NumPy array (converted with ``torch.as_tensor``, dtype kept), a tuple
+    or list of them with equally many rows, or a re-iterable of batches with a length (a
+    ``DataLoader``); a generator or other iterator is refused, since each epoch reads the data again.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if torch.is_tensor(data):
+    if torch.is_tensor(data) or isinstance(data, np.ndarray):
         data = (data,)
     if isinstance(data, (tuple, list)):
         tensors = tuple(t.to(device) for t in _check_tensors(data, name))
         return _TensorBatches(tensors, batch_size, shuffle)
+    if isinstance(data, Iterator):
+        raise TypeError(
+            f"{name} is a {type(data).__name__}, an iterator that can be read only once, but training reads "
+            f"{name} again every epoch; pass a tensor, a tuple of tensors or a DataLoader"
+        )
     if isinstance(data, Iterable):
-        return _MovedBatches(data, device)
+        if not hasattr(data, "__len__"):
+            raise TypeError(
+                f"{name} ({type(data).__name__}) has no len(), the number of batches per epoch; pass a tensor, "
+                "a tuple of tensors or a DataLoader"
+            )
+        if len(data) == 0:
+            raise ValueError(f"{name} has no batches (len({name}) == 0); expected at least one batch")
+        return _MovedBatches(data, device, name)
     raise TypeError(f"{name} must be a tensor, a tuple of tensors or an iterable of batches, got {type(data).__name__}")
 
 
@@ -179,15 +246,16 @@ def load_weights(checkpoint: str | os.PathLike, model, guide, device=None) -> Hi
 
     :param model, guide: callables backed by the same modules as the run that wrote the checkpoint.
     :returns: the checkpoint's :class:`History`, what the weights went through.
-    :raises ValueError: when the checkpoint holds another number of modules.
+    :raises ValueError: naming the file when it is not a readable checkpoint (truncated, empty,
+        not written by :func:`train`) or holds another number of modules.
     :raises RuntimeError: (from ``load_state_dict``) when a module's parameters differ in name or shape.
     """
-    state = torch.load(checkpoint, map_location=device or "cpu", weights_only=False)
+    state = load_checkpoint(checkpoint, _WEIGHT_KEYS, map_location=device or "cpu")
     _restore_weights(state, _modules_of(model, guide), checkpoint)
     return History(**state["history"])
 
 
-def svi_step(model, guide, loss, optimizer, batch: tuple, kwargs: dict) -> float:
+def svi_step(model, guide, loss, optimizer, batch: tuple, kwargs: dict, snapshot: ParamSnapshot | None = None) -> float:
     """One SVI step, like :meth:`pyro.infer.SVI.step`, that refuses to apply a non-finite loss.
 
     :param optimizer: a ``pyro.optim`` optimizer (one torch optimizer per parameter, the
@@ -196,12 +264,15 @@ def svi_step(model, guide, loss, optimizer, batch: tuple, kwargs: dict) -> float
         parameters and no parameter tracing, the faster path for small batches. Its parameters
         must still be Pyro parameters (of a ``PyroModule``, ``pyro.module`` or ``pyro.param``):
         Pyro's ELBOs differentiate only when the trace has parameter sites.
+    :param snapshot: when given, takes a copy of the parameters after a finite loss, before the update.
     :returns: the loss (negative ELBO summed over the batch).
     :raises FloatingPointError: when the loss is NaN or infinite (nothing is updated).
     """
     if isinstance(optimizer, torch.optim.Optimizer):
         value = float(loss.loss_and_grads(model, guide, *batch, **kwargs))
         if math.isfinite(value):
+            if snapshot is not None:
+                snapshot.take(p for group in optimizer.param_groups for p in group["params"])
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if not math.isfinite(value):
@@ -214,15 +285,60 @@ def svi_step(model, guide, loss, optimizer, batch: tuple, kwargs: dict) -> float
     if not math.isfinite(value):
         zero_grads(params)
         raise FloatingPointError(value)
+    if snapshot is not None:
+        snapshot.take(params)
     optimizer(params)
     zero_grads(params)
     return value
 
 
+def _plain_parameter_names(module: PyroModule):
+    """(param store name, parameter) for each plain ``nn.Parameter`` Pyro registers when
+    ``module`` runs: its own and its PyroModule children's under their Pyro names, those of plain
+    ``nn.Module`` children as ``pyro.module`` names them. PyroParams are left out: Pyro
+    synchronizes those with the param store on purpose."""
+    pyro_params = module.__dict__.get("_pyro_params", {})
+    for name, p in module._parameters.items():
+        if p is not None and not (name.endswith("_unconstrained") and name[: -len("_unconstrained")] in pyro_params):
+            yield _make_pyro_name(module._pyro_name, name), p
+    for name, child in module._modules.items():
+        if isinstance(child, PyroModule):
+            yield from _plain_parameter_names(child)
+        elif child is not None:
+            prefix = _make_pyro_name(module._pyro_name, name)
+            yield from ((param_with_module_name(prefix, n), p) for n, p in child.named_parameters())
+
+
+def _make_pyro_name(prefix: str, name: str) -> str:
+    """The name PyroModule gives attribute ``name`` of a module named ``prefix``."""
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _drop_stale_store_entries(modules: list[torch.nn.Module]) -> None:
+    """Remove param store entries that carry the name of one of ``modules``' plain parameters but
+    are bound to another tensor (left by another module of the same Pyro names, e.g. a model of
+    the same class trained earlier in this process without ``pyro.clear_param_store()``).
+
+    Pyro keeps the first tensor registered under a name: a stale entry would stand in for this
+    run's parameter in every trace, so the optimizer would update the stale tensor (which gets no
+    gradient) and none of the modules' own parameters.
+    """
+    store = pyro.get_param_store()
+    stored = dict(store.named_parameters())
+    ours = {id(p) for m in modules for p in m.parameters()}
+    for m in modules:
+        if isinstance(m, PyroModule):
+            for name, p in _plain_parameter_names(m):
+                if name in stored and id(stored[name]) not in ours:
+                    del store[name]
+
+
 def _warn_unregistered_parameters(modules: list[torch.nn.Module]) -> None:
     """Warn about module parameters that a step never registered with Pyro (so SVI cannot train them).
 
-    The usual cause: a PyroModule's story run as a plain method, outside ``PyroModule.__call__``.
+    The usual causes: a PyroModule's story run as a plain method, outside ``PyroModule.__call__``;
+    a plain ``nn.Module`` registered by ``pyro.module(name, ...)`` under a name the param store
+    already holds for another module's parameters.
     """
     registered = {id(p) for _, p in pyro.get_param_store().named_parameters()}
     for m in modules:
@@ -231,7 +347,9 @@ def _warn_unregistered_parameters(modules: list[torch.nn.Module]) -> None:
             warnings.warn(
                 f"{len(missing)} parameter(s) of {type(m).__name__} (e.g. {missing[0]!r}) were not registered "
                 "with Pyro during the first step, so they are not trained. Call the PyroModule itself (its forward "
-                "is the story) or decorate the method with @pyro.nn.pyro_method.",
+                "is the story) or decorate the method with @pyro.nn.pyro_method; if the story calls "
+                "pyro.module(name, ...), the param store may hold that name's parameters from another module: "
+                "call pyro.clear_param_store() before building a new model, or use another name.",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -248,6 +366,62 @@ def _current_lr(optimizer) -> float | None:
 
 def _batch_size_of(batch: tuple) -> int:
     return int(batch[0].shape[0]) if torch.is_tensor(batch[0]) and batch[0].dim() > 0 else 1
+
+
+def _first_line(error: Exception) -> str:
+    """An error's message without what Pyro appends to it (the trace's shapes)."""
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _diverged(cause: str, step: int, epoch: int, history: History, snapshot: ParamSnapshot) -> TrainingDiverged:
+    """Put the parameters back to their last finite values and say where training failed."""
+    snapshot.restore()
+    last = next((v for v in reversed(history.step_loss) if math.isfinite(v)), None)
+    return TrainingDiverged(
+        f"{cause} at step {step} (epoch {epoch}); last finite loss per example: {last}. The parameters are back "
+        "at the values that gave that loss. Lower the learning rate, check the data, or warm up beta.",
+        step,
+        last,
+    )
+
+
+def _dtype_error(error: RuntimeError, batch: tuple, modules: list[torch.nn.Module], name: str) -> TypeError | None:
+    """A TypeError naming the data tensors whose dtype differs from the parameters', when a step
+    failed with a dtype error of torch (e.g. ``mat1 and mat2 must have the same dtype``); else None."""
+    if "dtype" not in str(error) and "scalar type" not in str(error):
+        return None
+    params = [p for m in modules for p in m.parameters()] + [p for _, p in pyro.get_param_store().named_parameters()]
+    dtypes = {p.dtype for p in params if p.is_floating_point()}
+    if len(dtypes) != 1:
+        return None
+    (dtype,) = dtypes
+    names = [name] if len(batch) == 1 else [f"{name}[{i}]" for i in range(len(batch))]
+    wrong = [f"{n} has dtype {b.dtype}" for n, b in zip(names, batch) if torch.is_tensor(b) and b.dtype != dtype]
+    if not wrong:
+        return None
+    return TypeError(
+        f"{', '.join(wrong)}, but the parameters are {dtype}, and a training step failed on it ({_first_line(error)}); "
+        f"convert the data, e.g. x.to({dtype})"
+    )
+
+
+def _check_resumed_run(state: dict, optimizer, data_order: dict, checkpoint) -> None:
+    """Refuse to resume a run with another kind of optimizer or another order of the data."""
+    saved_torch = isinstance(state["optimizer"], dict) and set(state["optimizer"]) == {"state", "param_groups"}
+    given_torch = isinstance(optimizer, torch.optim.Optimizer)
+    if saved_torch != given_torch:
+        kinds = {True: "a torch.optim optimizer", False: "a pyro.optim optimizer"}
+        raise ValueError(
+            f"checkpoint {os.fspath(checkpoint)!r} holds the state of {kinds[saved_torch]}, but this run has "
+            f"{kinds[given_torch]}: resume with the same kind, or start a new run from its weights with load_weights"
+        )
+    for key, saved in state.get("data_order", {}).items():  # checkpoints written before it was recorded have none
+        if key in data_order and data_order[key] != saved:
+            raise ValueError(
+                f"{key}={data_order[key]!r} here, but checkpoint {os.fspath(checkpoint)!r} was written with "
+                f"{key}={saved!r}: resume continues the same run in the same order of the data, so resume with "
+                f"{key}={saved!r} (or start a new run from its weights with load_weights)"
+            )
 
 
 @torch.no_grad()
@@ -309,7 +483,21 @@ def train(
     :param resume: continue from ``checkpoint`` if it exists (same trajectory as an uninterrupted run).
     :param progress: show a tqdm progress bar.
     :returns: the :class:`History` (also in the checkpoint).
-    :raises TrainingDiverged: when a step's loss is NaN or infinite.
+    :raises TrainingDiverged: when a step's loss is NaN or infinite, or, after finite steps, Pyro's
+        validation finds a distribution parameter NaN or outside its support; the parameters are
+        put back to their last finite values (see :class:`TrainingDiverged`).
+    :raises TypeError: when ``data`` is an iterator (read once, but every epoch reads the data),
+        or a step fails on data whose dtype differs from the parameters' (e.g. float64 or int64
+        data, float32 parameters).
+    :raises ValueError: for empty ``data`` or ``val_data``, a ``checkpoint`` that cannot be
+        written (checked before the first step) or read, and a resume with another kind of
+        optimizer or another ``batch_size``, ``shuffle`` or number of batches per epoch than the
+        checkpoint's run.
+
+    Param store entries named like a parameter of the model's or guide's PyroModules but bound
+    to another tensor (left by another module of the same class, trained earlier in this process
+    without ``pyro.clear_param_store()``) are removed before the first step, so this run trains
+    its own parameters.
     """
     if (epochs is None) == (steps is None):
         raise ValueError(f"give exactly one of epochs or steps (got epochs={epochs}, steps={steps})")
@@ -318,6 +506,8 @@ def train(
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs a checkpoint path")
+    if checkpoint is not None:
+        check_writable(checkpoint)
     loss = pyro.infer.Trace_ELBO() if loss is None else loss
     optimizer = pyro.optim.Adam({"lr": lr}) if optimizer is None else optimizer
     model_kwargs = model_kwargs or {}
@@ -332,12 +522,16 @@ def train(
     batches = as_batch_source(data, batch_size, shuffle, device)
     val_batches = None if val_data is None else as_batch_source(val_data, batch_size, False, device, "val_data")
     n_batches = len(batches)
+    data_order = {"batches_per_epoch": n_batches}  # with the batch size and shuffle that made it, recorded in checkpoints
+    if isinstance(batches, _TensorBatches):
+        data_order = {"batch_size": batch_size, "shuffle": shuffle, **data_order}
     total_epochs = epochs if epochs is not None else math.ceil(steps / n_batches)
     total_steps = steps if steps is not None else total_epochs * n_batches
 
     history, step, start_epoch = History(), 0, 0
     if resume and checkpoint is not None and os.path.exists(checkpoint):
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = load_checkpoint(checkpoint, _RUN_KEYS, map_location=device)
+        _check_resumed_run(state, optimizer, data_order, checkpoint)
         _restore_weights(state, modules, checkpoint)
         if isinstance(optimizer, torch.optim.Optimizer):
             optimizer.load_state_dict(state["optimizer"])
@@ -357,10 +551,13 @@ def train(
                 "history": history.to_dict(),
                 "step": step,
                 "epoch": epoch + 1,
+                "data_order": data_order,
             },
             checkpoint,
         )
 
+    _drop_stale_store_entries(modules)
+    snapshot = ParamSnapshot()
     scaled = (1.0, model, guide)  # (beta, model, guide) as last scaled
     bar = tqdm(total=total_steps, initial=step, disable=not progress, desc="train", unit="step", dynamic_ncols=True)
     try:
@@ -375,16 +572,23 @@ def train(
                 if scaled[0] != b:  # same callables while beta stays put (a compiled ELBO keys its trace on them)
                     scaled = (b, model, guide) if b == 1.0 else (b, scale_latents(b)(model), scale_latents(b)(guide))
                 m, g = scaled[1:]
-                if not history.step_loss:  # a guide for the wrong sites fails here, naming the model's sites
-                    check_guide_sites(m, g, *batch, **model_kwargs)
                 try:
-                    value = svi_step(m, g, loss, optimizer, batch, model_kwargs)
+                    if not history.step_loss:  # a guide for the wrong sites fails here, naming the model's sites
+                        check_guide_sites(m, g, *batch, **model_kwargs)
+                    value = svi_step(m, g, loss, optimizer, batch, model_kwargs, snapshot)
                 except FloatingPointError as e:
-                    last = next((v for v in reversed(history.step_loss) if math.isfinite(v)), None)
-                    raise TrainingDiverged(
-                        f"loss became {e.args[0]} at step {step} (epoch {epoch}); last finite loss per example: "
-                        f"{last}. Lower the learning rate, check the data, or warm up beta."
-                    ) from None
+                    raise _diverged(f"loss became {e.args[0]}", step, epoch, history, snapshot) from None
+                except ValueError as e:
+                    # Pyro's validation of a distribution's parameters, after finite steps: the update broke them
+                    if not history.step_loss or "found invalid values" not in str(e):
+                        raise
+                    cause = f"a distribution parameter became invalid ({_first_line(e)})"
+                    raise _diverged(cause, step, epoch, history, snapshot) from e
+                except RuntimeError as e:
+                    dtype_error = _dtype_error(e, batch, modules, "data")
+                    if dtype_error is None:
+                        raise
+                    raise dtype_error from e
                 if not history.step_loss:
                     _warn_unregistered_parameters(modules)
                 n = _batch_size_of(batch)
