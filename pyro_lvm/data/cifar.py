@@ -7,6 +7,7 @@ import os
 import numpy as np
 import torch
 
+from pyro_lvm.data._checks import check_labels
 from pyro_lvm.data._root import find_file, resolve_root
 
 __all__ = ["load_cifar10_subset", "CIFAR10_CLASSES"]
@@ -29,16 +30,25 @@ def load_cifar10_subset(root: str | os.PathLike | None = None, split: str = "tra
     :returns: ``images`` float32 in [0, 1] of shape (N, 3, 32, 32) (channels R, G, B) and
         ``labels`` int64 of shape (N,) indexing :data:`CIFAR10_CLASSES`.
     :raises MissingDataError: when the file is not in the data folder.
+    :raises ValueError: naming the file when it lacks the split's arrays, they have the wrong
+        shape or dtype, hold no images, or a label is not an integer in [0, 10).
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     path = find_file(resolve_root(root), "cifar10_subset", ["cifar10_subset.npz"], _HOW)
+    keys = [f"{split}_images", f"{split}_labels"]
     with np.load(path, allow_pickle=False) as archive:
-        images, labels = archive[f"{split}_images"], archive[f"{split}_labels"]
+        missing = [k for k in keys if k not in archive.files]
+        if missing:
+            raise ValueError(f"{path} has no {', '.join(missing)}; expected {', '.join(keys)} (holds {archive.files})")
+        images, labels = (archive[k] for k in keys)
     if images.ndim != 4 or images.shape[1:] != (32, 32, 3) or images.dtype != np.uint8 or labels.shape != images.shape[:1]:
         raise ValueError(
             f"{path}: expected {split}_images uint8 (N, 32, 32, 3) and {split}_labels (N,), "
             f"got {images.dtype} {images.shape} and {labels.shape}"
         )
+    if len(images) == 0:
+        raise ValueError(f"{path}: {split}_images holds no images; expected (N, 32, 32, 3) with N >= 1")
+    labels = check_labels(labels, f"{path}, {split}_labels", len(CIFAR10_CLASSES))
     images = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
-    return images, torch.from_numpy(labels.astype(np.int64))
+    return images, torch.from_numpy(labels)

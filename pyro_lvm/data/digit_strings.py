@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from pyro_lvm.data._checks import check_int, check_labels
+
 __all__ = ["DigitStrings", "make_digit_strings", "span_alignment_accuracy"]
 
 
@@ -63,15 +65,25 @@ def make_digit_strings(
     :param ink_threshold: columns whose maximum is at or below it are cropped from each digit.
     :param seed: seed of the draws (the same seed gives the same strings).
     :returns: a :class:`DigitStrings`; all strings are padded to the widest one.
+    :raises TypeError: when a count is not an integer.
+    :raises ValueError: naming the argument that is out of its range (empty or non-[0, 1]
+        images, labels outside 0..9, counts below 1, gaps below 0).
     """
     if images.dim() != 3 or labels.shape != images.shape[:1]:
         raise ValueError(f"images must be (M, H, W) with labels (M,), got {tuple(images.shape)} and {tuple(labels.shape)}")
-    if not 1 <= min_digits <= max_digits:
-        raise ValueError(f"need 1 <= min_digits <= max_digits, got {min_digits}, {max_digits}")
-    if not 0 <= min_gap <= max_gap:
-        raise ValueError(f"need 0 <= min_gap <= max_gap, got {min_gap}, {max_gap}")
-    if num_strings < 1:
-        raise ValueError(f"num_strings must be >= 1, got {num_strings}")
+    if images.numel() == 0:
+        raise ValueError(f"images holds no digits (shape {tuple(images.shape)}); expected (M, H, W) with M, H, W >= 1")
+    if not images.is_floating_point() or not (images.min() >= 0 and images.max() <= 1):  # NaN fails both
+        raise ValueError(f"images must hold grey levels in [0, 1], got dtype {images.dtype}, range "
+                         f"[{float(images.min()):.4g}, {float(images.max()):.4g}]")
+    check_labels(labels.cpu().numpy(), "labels", 10)
+    check_int("num_strings", num_strings, 1)
+    check_int("min_digits", min_digits, 1)
+    if check_int("max_digits", max_digits, 1) < min_digits:
+        raise ValueError(f"max_digits must be >= min_digits, got max_digits={max_digits}, min_digits={min_digits}")
+    check_int("min_gap", min_gap, 0)
+    if check_int("max_gap", max_gap, 0) < min_gap:
+        raise ValueError(f"max_gap must be >= min_gap, got max_gap={max_gap}, min_gap={min_gap}")
     g = torch.Generator().manual_seed(seed)
     images, labels = images.cpu(), labels.cpu()
     counts = torch.randint(min_digits, max_digits + 1, (num_strings,), generator=g)

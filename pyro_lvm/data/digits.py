@@ -15,6 +15,7 @@ def load_digits(split: str = "train", test_fraction: float = 0.2, seed: int = 0)
     :param seed: seed of the split's permutation (the same seed always gives the same split).
     :returns: ``images`` float32 in [0, 1] of shape (N, 8, 8) (grey levels 0..16 divided by 16),
         ``labels`` int64 of shape (N,).
+    :raises ValueError: when ``split`` is unknown or ``test_fraction`` leaves a split empty.
     """
     from sklearn.datasets import load_digits as _sk_load_digits
 
@@ -29,5 +30,9 @@ def load_digits(split: str = "train", test_fraction: float = 0.2, seed: int = 0)
         return images, labels
     perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     n_test = int(round(test_fraction * len(labels)))
+    for name, n in (("test", n_test), ("train", len(labels) - n_test)):
+        if n == 0:
+            raise ValueError(f"test_fraction={test_fraction} gives 0 {name} images of {len(labels)}; "
+                             f"expected a fraction that leaves at least one image in each split")
     idx = perm[:n_test] if split == "test" else perm[n_test:]
     return images[idx], labels[idx]

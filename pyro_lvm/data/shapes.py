@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from pyro_lvm.color import lab_to_rgb
+from pyro_lvm.data._checks import check_int, check_nonnegative
 
 __all__ = ["make_shapes", "TEXTURES"]
 
@@ -92,15 +93,16 @@ def make_shapes(
     :param seed: the same seed gives the same scenes.
     :returns: ``images`` float32 in [0, 1] of shape (N, 3, size, size) (sRGB) and ``segments``
         int64 of shape (N, size, size), the class of each pixel.
+    :raises TypeError: when a count or size is not an integer.
+    :raises ValueError: naming the argument that is out of its range.
     """
-    if num_images < 1:
-        raise ValueError(f"num_images must be >= 1, got {num_images}")
-    if size < 8:
-        raise ValueError(f"size must be >= 8 pixels, got {size}")
-    if not 2 <= num_classes <= len(TEXTURES):
+    check_int("num_images", num_images, 1)
+    check_int("size", size, 8)
+    if not 2 <= check_int("num_classes", num_classes, 2) <= len(TEXTURES):
         raise ValueError(f"num_classes must be between 2 and {len(TEXTURES)}, got {num_classes}")
-    if max_shapes < 1:
-        raise ValueError(f"max_shapes must be >= 1, got {max_shapes}")
+    check_int("max_shapes", max_shapes, 1)
+    for name, value in (("contrast", contrast), ("chroma", chroma), ("noise", noise)):
+        check_nonnegative(name, value)
     if not 0.0 <= secondary_prob <= 1.0:
         raise ValueError(f"secondary_prob must be in [0, 1], got {secondary_prob}")
     if not (0 <= lightness - contrast and lightness + contrast <= 100):
