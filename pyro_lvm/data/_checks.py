@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_labels", "grey_levels_to_unit", "check_int", "check_nonnegative"]
+__all__ = ["check_int", "check_labels", "check_nonnegative", "grey_levels_to_unit"]
 
 
 def check_labels(labels: np.ndarray, source: str, num_classes: int) -> np.ndarray:
@@ -14,6 +14,7 @@ def check_labels(labels: np.ndarray, source: str, num_classes: int) -> np.ndarra
 
     Float labels are accepted when they hold whole numbers (NaN is never one).
 
+    :param labels: (N,) class labels.
     :param source: what the labels are (a file, an argument), named in the error.
     :raises ValueError: naming ``source``, the first bad label, its index and the range expected.
     """
@@ -23,10 +24,9 @@ def check_labels(labels: np.ndarray, source: str, num_classes: int) -> np.ndarra
     with np.errstate(invalid="ignore"):
         bad = ~((labels >= 0) & (labels < num_classes) & (labels == np.floor(labels)))
     if bad.any():
-        first = np.unravel_index(int(bad.argmax()), labels.shape)
-        where = first[0] if labels.ndim == 1 else first
+        first = int(bad.argmax())
         raise ValueError(
-            f"{source}: label {labels[first].item()} at index {where} ({int(bad.sum())} bad labels); "
+            f"{source}: label {labels.flat[first].item()} at index {first} ({int(bad.sum())} bad labels); "
             f"expected integers in [0, {num_classes})"
         )
     return labels.astype(np.int64)

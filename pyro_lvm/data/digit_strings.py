@@ -128,13 +128,13 @@ def span_alignment_accuracy(alignments: torch.Tensor, spans: torch.Tensor, blank
     :param spans: (N, max_digits, 2) true ``[start, end)`` spans.
     :returns: a fraction in [0, 1] (NaN when no frame is labelled).
     """
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0 columns, got {tolerance}")
     labelled = (alignments >= 0) & (alignments != blank)
     prev = torch.cat([torch.full_like(alignments[:, :1], blank), alignments[:, :-1]], 1)
     starts = labelled & (alignments != prev)
     symbol = (starts.cumsum(1) - 1).clamp(min=0, max=spans.size(1) - 1)  # (N, T)
     lo, hi = spans[..., 0].gather(1, symbol), spans[..., 1].gather(1, symbol)
     t = torch.arange(alignments.size(1), device=alignments.device)
-    if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0 columns, got {tolerance}")
     hit = labelled & (t >= lo - tolerance) & (t < hi + tolerance)
     return float(hit.sum() / labelled.sum()) if labelled.any() else float("nan")
