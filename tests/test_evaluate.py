@@ -1,12 +1,14 @@
 """The evaluator against closed forms: a linear-Gaussian model has log p(x) and its posterior exactly."""
 
 import math
+import re
 
 import pyro
 import pyro.distributions as dist
 import pytest
 import torch
 
+from pyro_lvm.guides import AmortizedDelta, check_guide_sites
 from pyro_lvm.infer import bits_per_dim, importance_log_likelihood, per_example_elbo
 
 from linear_gaussian import LinearGaussian  # tests/ is on sys.path under pytest
@@ -105,3 +107,126 @@ def test_bits_per_dim():
     assert bits_per_dim(-784 * math.log(2.0), 784) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="num_dims"):
         bits_per_dim(-1.0, 0)
+
+
+# -- a one-latent model whose log p(x) is N(0, sqrt 2).log_prob(x): z ~ N(0, 1), x | z ~ N(z, 1) --------------
+
+
+def scalar_model(x):
+    with pyro.plate("data", x.shape[0], dim=-1):
+        z = pyro.sample("z", dist.Normal(torch.zeros_like(x), 1.0))
+        pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+
+def scalar_posterior(x):
+    """The exact posterior p(z | x) = N(x / 2, 1 / 2)."""
+    with pyro.plate("data", x.shape[0], dim=-1):
+        pyro.sample("z", dist.Normal(x / 2, math.sqrt(0.5)))
+
+
+X3 = torch.tensor([0.0, 1.0, 3.0])
+
+
+def test_scalar_model_under_its_posterior_is_exact():
+    exact = dist.Normal(0.0, math.sqrt(2.0)).log_prob(X3)
+    torch.testing.assert_close(importance_log_likelihood(scalar_model, scalar_posterior, X3, num_samples=4), exact)
+    torch.testing.assert_close(per_example_elbo(scalar_model, scalar_posterior, X3, num_samples=4), exact)
+
+
+@pytest.mark.parametrize("evaluator", [importance_log_likelihood, per_example_elbo])
+def test_guide_that_misses_a_latent_site_is_refused(evaluator):
+    def empty_guide(x):
+        pass
+
+    with pytest.raises(ValueError, match=r"the guide does not sample \['z'\].*latent sites are \['z'\].*observed sites \['x'\]"):
+        evaluator(scalar_model, empty_guide, X3, num_samples=10)
+
+
+@pytest.mark.parametrize("evaluator", [importance_log_likelihood, per_example_elbo])
+def test_guide_that_samples_a_site_the_model_lacks_is_refused(evaluator):
+    def guide(x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            pyro.sample("z", dist.Normal(x / 2, math.sqrt(0.5)))
+            pyro.sample("extra", dist.Normal(torch.zeros_like(x), 1.0))
+
+    with pytest.raises(ValueError, match=r"samples 'extra'.*has no sample site 'extra'.*latent sites are \['z'\]"):
+        evaluator(scalar_model, guide, X3, num_samples=10)
+
+
+def test_enumerated_site_left_to_the_model_is_named_not_scored_as_one_draw():
+    """A site marked for enumeration counts as covered, but the evaluator cannot sum it yet: it says so."""
+
+    def mixture(x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            c = pyro.sample("c", dist.Categorical(torch.tensor([0.5, 0.5])), infer={"enumerate": "parallel"})
+            pyro.sample("x", dist.Normal(torch.tensor([-1.0, 1.0])[c], 1.0), obs=x)
+
+    def empty_guide(x):
+        pass
+
+    check_guide_sites(mixture, empty_guide, X3)  # covered: training with TraceEnum_ELBO sums it exactly
+    for evaluator in (importance_log_likelihood, per_example_elbo):
+        with pytest.raises(ValueError, match=r"\['c'\] are marked for enumeration.*not yet sum enumerated sites"):
+            evaluator(mixture, empty_guide, X3, num_samples=10)
+
+
+@pytest.mark.parametrize("wrap", ["plain", "masked"])
+def test_point_guide_is_refused_as_an_importance_proposal(wrap):
+    def point_guide(x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            q = dist.Delta(x / 2)
+            pyro.sample("z", q.mask(torch.ones_like(x, dtype=torch.bool)) if wrap == "masked" else q)
+
+    with pytest.raises(ValueError, match=r"point mass \(Delta\) at \['z'\].*proposal\(scale\)"):
+        importance_log_likelihood(scalar_model, point_guide, X3, num_samples=10)
+    # its ELBO is the hard ELBO log p(x, f(x)), which per_example_elbo still reports
+    hard = dist.Normal(0.0, 1.0).log_prob(X3 / 2) + dist.Normal(X3 / 2, 1.0).log_prob(X3)
+    torch.testing.assert_close(per_example_elbo(scalar_model, point_guide, X3), hard)
+
+
+def test_point_encoder_is_refused_and_its_gaussian_proposal_is_accepted(lg):
+    x = data(lg).float()
+    model = LinearGaussian(lg.W.float(), lg.b.float(), lg.sigma).model
+    point = AmortizedDelta(3, 2, hidden_dims=(8,))  # Delta(f(x), event_dim=1): an Independent-style point mass
+    with pytest.raises(ValueError, match=r"point mass \(Delta\) at \['z'\]"):
+        importance_log_likelihood(model, point, x, num_samples=10)
+    ll = importance_log_likelihood(model, point.proposal(1.0), x, num_samples=10)
+    assert ll.shape == (50,) and torch.isfinite(ll).all()
+
+
+@pytest.mark.parametrize("num_dims", [2.5, True, 0, -3, "784"])
+def test_bits_per_dim_needs_a_positive_integer_num_dims(num_dims):
+    with pytest.raises((ValueError, TypeError), match=r"num_dims must be a positive int.*got " + re.escape(repr(num_dims))):
+        bits_per_dim(-1.0, num_dims)
+
+
+def test_bits_per_dim_refuses_nan_and_keeps_infinities():
+    with pytest.raises(ValueError, match="log_likelihood is NaN"):
+        bits_per_dim(float("nan"), 784)
+    with pytest.raises(ValueError, match=r"log_likelihood is NaN at 1 of 3"):
+        bits_per_dim(torch.tensor([-1.0, float("nan"), -2.0]), 784)
+    # an impossible example (log p = -inf) costs infinitely many bits: a right number, not an error
+    assert bits_per_dim(float("-inf"), 784) == float("inf")
+    torch.testing.assert_close(bits_per_dim(torch.tensor([-784 * math.log(2.0), float("-inf")]), 784), torch.tensor([1.0, float("inf")]))
+
+
+@pytest.mark.parametrize("evaluator", [importance_log_likelihood, per_example_elbo])
+def test_evaluators_refuse_an_empty_data_plate(evaluator):
+    with pytest.raises(ValueError, match=r"no examples \(argument 0 has shape \(0,\)\)"):
+        evaluator(scalar_model, scalar_posterior, torch.zeros(0), num_samples=3)
+    # an encoder guide names the argument it reads
+    lg_model = LinearGaussian.random(dtype=torch.float32).model
+    with pytest.raises(ValueError, match=r"observed argument 0 has no examples.*shape \(0, 3\)"):
+        evaluator(lg_model, AmortizedDelta(3, 2, hidden_dims=(4,)).proposal(1.0), torch.zeros(0, 3), num_samples=3)
+
+
+def test_empty_data_with_a_guide_that_opens_no_plate_names_the_argument():
+    def latent_free_model(x):  # no latent site: the empty guide covers it, and the model opens the first plate
+        with pyro.plate("data", x.shape[0], dim=-1):
+            pyro.sample("x", dist.Normal(0.0, 1.0), obs=x)
+
+    with pytest.raises(ValueError, match=r"no examples \(argument 0 has shape \(0,\)\)"):
+        importance_log_likelihood(latent_free_model, lambda x: None, torch.zeros(0), num_samples=3)
+    # with examples, a model without latents has the exact log p(x) = log N(x; 0, 1)
+    torch.testing.assert_close(importance_log_likelihood(latent_free_model, lambda x: None, X3, num_samples=3),
+                               dist.Normal(0.0, 1.0).log_prob(X3))

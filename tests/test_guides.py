@@ -77,7 +77,8 @@ def test_diagonal_normal_cannot_reach_a_correlated_posterior():
     lg, x, guide = fit_linear_gaussian("normal")
     _, precision = lg.posterior(x)
     mean_field_kl = 0.5 * (precision.diagonal().log().sum() - torch.logdet(precision))
-    gap = (lg.log_marginal(x) - per_example_elbo(lg.model, guide, x, num_samples=50)).mean()
+    # 1000 draws: with 50 the Monte Carlo error of the mean gap is about 0.015, close to the tolerance
+    gap = (lg.log_marginal(x) - per_example_elbo(lg.model, guide, x, num_samples=1000)).mean()
     assert mean_field_kl > 0.05
     assert gap == pytest.approx(mean_field_kl.item(), abs=0.02)
 

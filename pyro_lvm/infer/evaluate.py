@@ -11,25 +11,79 @@ fits in memory.
 
 Every latent and observed sample site must sit inside the data plate (one latent
 set per example); sites outside it have no per-example log-likelihood.
+
+Before drawing, the evaluators run the guide and the model once and refuse, with a
+message naming the sites, what would give a wrong number: a guide that misses a latent
+site (the model would draw it from its prior and score it as if proposed) or samples one
+the model lacks, a site of another shape, a model site marked for enumeration (not yet
+summed inside the weights), data without examples, and for :func:`importance_log_likelihood`
+a point-mass (Delta) guide, whose "weight" ``log p(x, f(x))`` is no log-likelihood.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable
 
 import pyro
+import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
+from pyro_lvm.guides.check import check_trace_sites, guide_and_model_traces
+
 __all__ = ["importance_log_likelihood", "per_example_elbo", "log_importance_weights", "bits_per_dim"]
 
 
-def _max_plate_nesting(model, guide, args, kwargs) -> int:
-    with poutine.block(), torch.no_grad():
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+def _point_mass_sites(guide_trace) -> list[str]:
+    """Latent guide sites whose distribution is a point mass (a Delta, possibly wrapped), unless the
+    guide has an auxiliary site (then its Deltas are deterministic transforms of it, as in Pyro's
+    autoguides, and carry the change of variables as their ``log_density``)."""
+    sites = [s for s in guide_trace.nodes.values() if s["type"] == "sample" and not site_is_subsample(s)]
+    if any(s["infer"].get("is_auxiliary") for s in sites):
+        return []
+    points = []
+    for site in sites:
+        fn = site["fn"]
+        while not isinstance(fn, dist.Delta) and getattr(fn, "base_dist", None) is not None:
+            fn = fn.base_dist  # Independent, MaskedDistribution, ExpandedDistribution, TransformedDistribution
+        if isinstance(fn, dist.Delta) and not site["is_observed"]:
+            points.append(site["name"])
+    return points
+
+
+def _checked_plate_nesting(model, guide, args, kwargs, plate: str, evaluator: str, proper_density: bool) -> int:
+    """Check that ``guide`` is a valid proposal for ``model`` on these arguments; return the plate nesting.
+
+    :param evaluator: the caller's name, for the messages.
+    :param proper_density: refuse point-mass (Delta) guide sites, whose weight is not a density ratio.
+    :raises ValueError: a guide that does not cover the model's latent sites (see
+        :func:`~pyro_lvm.guides.check_guide_sites`), enumerated model sites (not yet summed here),
+        point masses where a density is needed, or arguments without examples.
+    """
+    guide_trace, model_trace = guide_and_model_traces(model, guide, *args, **kwargs)
+    check_trace_sites(guide_trace, model_trace)
+    enumerated = sorted(
+        name for name, site in model_trace.nodes.items()
+        if site["type"] == "sample" and name not in guide_trace.nodes and site["infer"].get("enumerate")
+    )
+    if enumerated:
+        raise ValueError(
+            f"the model's sites {enumerated} are marked for enumeration and the guide does not sample them; "
+            f"{evaluator} does not yet sum enumerated sites inside the importance weights (it would score one "
+            f"prior draw instead of their sum). Give the guide a distribution for them, or use the model's "
+            f"exact marginal (e.g. TraceEnum_ELBO) where every latent is enumerated"
+        )
+    points = _point_mass_sites(guide_trace) if proper_density else []
+    if points:
+        raise ValueError(
+            f"the guide is a point mass (Delta) at {points}: log p(x, f(x)) is not a log-likelihood and a point mass "
+            f"is no importance proposal. Use a proposal with a density around the point: for an AmortizedDelta, "
+            f"guide.proposal(scale), a Normal(f(x), scale^2 I) (examples/vae.py picks the scale with the best ELBO); "
+            f"per_example_elbo with the point guide gives its hard ELBO"
+        )
     dims = [
         -f.dim
         for tr in (guide_trace, model_trace)
@@ -67,14 +121,8 @@ def _per_example_log_prob(trace, plate: str, nesting: int, num_particles: int) -
     return total.expand(num_particles, -1) if total.dim() == 2 else total
 
 
-def log_importance_weights(
-    model: Callable, guide: Callable, *args, num_samples: int = 1, plate: str = "data", **kwargs
-) -> torch.Tensor:
-    """``log p(x_n, z^(s)) - log q(z^(s) | x_n)`` for ``num_samples`` guide draws, vectorized.
-
-    :returns: tensor of shape (num_samples, N), N the size of the plate ``plate``.
-    """
-    nesting = _max_plate_nesting(model, guide, args, kwargs)
+def _log_weights(model, guide, args, kwargs, num_samples: int, plate: str, nesting: int) -> torch.Tensor:
+    """The (num_samples, N) log weights, for a model and guide already checked (plate nesting ``nesting``)."""
 
     def vectorize(fn):
         def wrapped(*a, **k):
@@ -90,13 +138,31 @@ def log_importance_weights(
     return log_p - log_q
 
 
-def _chunked_weights(model, guide, args, kwargs, num_samples, chunk_size, plate):
+def log_importance_weights(
+    model: Callable, guide: Callable, *args, num_samples: int = 1, plate: str = "data", **kwargs
+) -> torch.Tensor:
+    """``log p(x_n, z^(s)) - log q(z^(s) | x_n)`` for ``num_samples`` guide draws, vectorized.
+
+    The guide must sample every latent site of the model and no other (see
+    :func:`~pyro_lvm.guides.check_guide_sites`); a point-mass guide is allowed here (its weight
+    is the hard ELBO's ``log p(x_n, f(x_n))``).
+
+    :returns: tensor of shape (num_samples, N), N the size of the plate ``plate``.
+    :raises ValueError: see :func:`importance_log_likelihood`, except for point masses.
+    """
+    nesting = _checked_plate_nesting(model, guide, args, kwargs, plate, "log_importance_weights", proper_density=False)
+    return _log_weights(model, guide, args, kwargs, num_samples, plate, nesting)
+
+
+def _chunked_weights(model, guide, args, kwargs, num_samples, chunk_size, plate, evaluator: str, proper_density: bool):
+    """Check the guide once, then yield the log weights of ``num_samples`` draws in chunks of ``chunk_size``."""
     if num_samples < 1 or chunk_size < 1:
         raise ValueError(f"num_samples and chunk_size must be >= 1, got {num_samples} and {chunk_size}")
+    nesting = _checked_plate_nesting(model, guide, args, kwargs, plate, evaluator, proper_density)
     with torch.no_grad(), poutine.block():
         for start in range(0, num_samples, chunk_size):
             k = min(chunk_size, num_samples - start)
-            yield log_importance_weights(model, guide, *args, num_samples=k, plate=plate, **kwargs)
+            yield _log_weights(model, guide, args, kwargs, k, plate, nesting)
 
 
 def importance_log_likelihood(
@@ -111,14 +177,22 @@ def importance_log_likelihood(
     """Importance-sampled ``log p(x_n)`` for every example ``n`` of the data plate.
 
     :param model: the generative story, called as ``model(*args, **kwargs)``.
-    :param guide: the proposal ``q(z | x)`` (same signature); all latent sites must be in it.
+    :param guide: the proposal ``q(z | x)`` (same signature): it must sample every latent site of the
+        model, and no other, at the model's shapes, with a density (not a point mass).
     :param num_samples: importance samples per example (S).
     :param chunk_size: samples drawn at once; memory grows with ``chunk_size * N``.
     :param plate: name of the model's data plate.
     :returns: tensor of shape (N,), nats.
+    :raises ValueError: when the guide misses a latent site, samples one the model lacks or observes,
+        or has another shape there (naming the sites; see :func:`~pyro_lvm.guides.check_guide_sites});
+        when the model leaves a site marked for enumeration to be summed (not yet done inside the
+        weights); when a guide site is a point mass (Delta: use a proposal with a density around the
+        point, e.g. :meth:`~pyro_lvm.guides.AmortizedDelta.proposal`); when the arguments have no
+        examples (an empty result would turn into a NaN mean downstream).
     """
     running = None
-    for log_w in _chunked_weights(model, guide, args, kwargs, num_samples, chunk_size, plate):
+    for log_w in _chunked_weights(model, guide, args, kwargs, num_samples, chunk_size, plate,
+                                  "importance_log_likelihood", proper_density=True):
         chunk = torch.logsumexp(log_w, dim=0)
         running = chunk if running is None else torch.logaddexp(running, chunk)
     return running - math.log(num_samples)
@@ -133,16 +207,34 @@ def per_example_elbo(
     plate: str = "data",
     **kwargs,
 ) -> torch.Tensor:
-    """Monte Carlo ELBO ``E_q[log p(x_n, z) - log q(z | x_n)]`` per example, shape (N,), nats."""
+    """Monte Carlo ELBO ``E_q[log p(x_n, z) - log q(z | x_n)]`` per example, shape (N,), nats.
+
+    With a point-mass (Delta) guide this is the hard ELBO ``log p(x_n, f(x_n))``, not a bound.
+
+    :raises ValueError: as :func:`importance_log_likelihood`, except that point masses are allowed.
+    """
     total = None
-    for log_w in _chunked_weights(model, guide, args, kwargs, num_samples, chunk_size, plate):
+    for log_w in _chunked_weights(model, guide, args, kwargs, num_samples, chunk_size, plate,
+                                  "per_example_elbo", proper_density=False):
         s = log_w.sum(0)
         total = s if total is None else total + s
     return total / num_samples
 
 
 def bits_per_dim(log_likelihood: torch.Tensor | float, num_dims: int) -> torch.Tensor | float:
-    """Convert a log-likelihood in nats (per example) to bits per dimension: ``-ll / (D log 2)``."""
-    if num_dims < 1:
-        raise ValueError(f"num_dims must be >= 1, got {num_dims}")
+    """Convert a log-likelihood in nats (per example) to bits per dimension: ``-ll / (D log 2)``.
+
+    ``-inf`` (an example the model deems impossible) is a legitimate log-likelihood and gives
+    ``+inf`` bits per dimension; NaN is not a value and is refused.
+
+    :param log_likelihood: nats, a number or a tensor of any shape.
+    :param num_dims: D, values per example: a positive int (not a bool).
+    :raises ValueError: for a ``num_dims`` that is not a positive int, or a NaN log-likelihood.
+    """
+    if not isinstance(num_dims, numbers.Integral) or isinstance(num_dims, bool) or num_dims < 1:
+        raise ValueError(f"num_dims must be a positive int (values per example), got {num_dims!r}")
+    nan = torch.isnan(torch.as_tensor(log_likelihood))
+    if nan.any():
+        where = "" if nan.dim() == 0 else f" at {int(nan.sum())} of {nan.numel()} entries"
+        raise ValueError(f"log_likelihood is NaN{where}; a NaN has no bits per dimension (check the evaluation)")
     return -log_likelihood / (num_dims * math.log(2.0))
