@@ -360,3 +360,31 @@ def test_bad_input_after_fit_raises(method, X, match):
 def test_single_feature_message_says_how_to_reshape():
     with pytest.raises(ValueError, match=r"reshape\(-1, 1\)"):
         GaussianMixture(2).fit(np.arange(6.0))
+
+
+def test_tiny_scale_clusters_in_float32():
+    from sklearn.metrics import adjusted_rand_score
+
+    X, _ = _scaled_blobs(1e-9)
+    sk = SkGaussianMixture(3, reg_covar=1e-24, random_state=0).fit(X)
+    ours = GaussianMixture(3, "full", reg_covar=1e-24, random_state=0, dtype=torch.float32).fit(X)
+    assert adjusted_rand_score(sk.predict(X), ours.predict(X).numpy()) == 1.0
+    assert ours.score(X) == pytest.approx(sk.score(X), abs=1e-4)
+
+
+@pytest.mark.parametrize("method", ["em", "hard_em"])
+def test_unconverged_fit_warns_like_sklearn(method):
+    """max_iter too small: converged_ is False and a ConvergenceWarning says so, as scikit-learn's does."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    X = wine()
+    with pytest.warns(ConvergenceWarning):
+        SkGaussianMixture(3, max_iter=2, tol=1e-10, random_state=0).fit(X)
+    with pytest.warns(ConvergenceWarning, match=r"did not converge in max_iter=2 iterations"):
+        ours = GaussianMixture(3, max_iter=2, tol=1e-10, init_params="random", random_state=0).fit(X, method)
+    assert not ours.converged_ and ours.n_iter_ == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert GaussianMixture(3, max_iter=500, init_params="random", random_state=0).fit(X, method).converged_

@@ -25,6 +25,7 @@ from pyro.distributions import constraints
 from pyro.infer import TraceEnum_ELBO
 from pyro.infer.autoguide import AutoDelta
 from pyro.infer.autoguide.initialization import init_to_value
+from sklearn.exceptions import ConvergenceWarning
 
 from pyro_lvm.infer.em import (
     COVARIANCE_TYPES,
@@ -360,6 +361,14 @@ class GaussianMixture:
                 n_iter=int(result.n_iter[best]),
                 converged=bool(result.converged[best]),
             )
+            if not self.converged_:
+                warnings.warn(
+                    f"the best of the n_init={self.n_init} restarts did not converge in max_iter={self.max_iter} "
+                    f"iterations (lower bound still changing by >= tol={self.tol:g}); increase max_iter or tol, "
+                    "or try other initial parameters",
+                    ConvergenceWarning,
+                    stacklevel=2,
+                )
         return self
 
     def _warn_if_reg_covar_swamps(self, X: torch.Tensor) -> None:
