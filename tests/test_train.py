@@ -270,6 +270,7 @@ def test_divergence_puts_back_the_parameters_of_the_last_finite_loss(validation,
     assert info.value.step == 1
     assert info.value.last_finite_loss == pytest.approx(closed_form, rel=1e-6)
     assert f"{info.value.last_finite_loss}" in str(info.value)
+    assert "The parameters are back at the values that gave that loss" in str(info.value)
     if validation and w0 == 1.0:  # Pyro's own check fired: its message is kept, and chained
         assert "Expected parameter loc" in str(info.value)
         assert isinstance(info.value.__cause__, ValueError)
@@ -369,3 +370,10 @@ def test_empty_data_is_named(data, val_data, message):
     model, guide = vae(0)
     with pytest.raises(ValueError, match=message):
         train(model.model, guide, data, val_data=val_data, epochs=1, progress=False)
+
+
+def test_training_diverged_pickles_with_its_step_and_loss():
+    import pickle
+
+    error = pickle.loads(pickle.dumps(TrainingDiverged("loss became nan at step 3", 3, 1.5)))
+    assert (str(error), error.step, error.last_finite_loss) == ("loss became nan at step 3", 3, 1.5)

@@ -65,6 +65,9 @@ class TrainingDiverged(RuntimeError):
         super().__init__(message)
         self.step, self.last_finite_loss = step, last_finite_loss
 
+    def __reduce__(self):  # pickled whole, e.g. from a worker process
+        return type(self), (self.args[0], self.step, self.last_finite_loss)
+
 
 class ParamSnapshot:
     """A copy of the parameters one step is about to update, taken by :func:`svi_step` after a
@@ -83,10 +86,12 @@ class ParamSnapshot:
             copy.copy_(p)
 
     @torch.no_grad()
-    def restore(self) -> None:
-        """Put the copied values back into the parameters (in place: optimizers keep them)."""
+    def restore(self) -> bool:
+        """Put the copied values back into the parameters (in place: optimizers keep them);
+        returns whether there was a copy to put back."""
         for p, copy in self.copies.items():
             p.copy_(copy)
+        return bool(self.copies)
 
 
 @dataclass
@@ -375,11 +380,14 @@ def _first_line(error: Exception) -> str:
 
 def _diverged(cause: str, step: int, epoch: int, history: History, snapshot: ParamSnapshot) -> TrainingDiverged:
     """Put the parameters back to their last finite values and say where training failed."""
-    snapshot.restore()
+    if snapshot.restore():
+        parameters = "The parameters are back at the values that gave that loss."
+    else:  # the run's first step: nothing was updated
+        parameters = "No parameter was updated in this run."
     last = next((v for v in reversed(history.step_loss) if math.isfinite(v)), None)
     return TrainingDiverged(
-        f"{cause} at step {step} (epoch {epoch}); last finite loss per example: {last}. The parameters are back "
-        "at the values that gave that loss. Lower the learning rate, check the data, or warm up beta.",
+        f"{cause} at step {step} (epoch {epoch}); last finite loss per example: {last}. {parameters} "
+        "Lower the learning rate, check the data, or warm up beta.",
         step,
         last,
     )
