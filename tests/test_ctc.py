@@ -407,7 +407,7 @@ SHORT_TARGETS = {
 def frames_needed(name):
     """(N,) the fewest frames that can produce each target of a case: its labels plus a blank between repeats."""
     rows, lengths = SHORT_TARGETS[name]
-    return torch.tensor([max(1, n + sum(a == b for a, b in zip(r[:n], r[1:n]))) for r, n in zip(rows, lengths)])
+    return torch.tensor([max(1, n + sum(a == b for a, b in itertools.pairwise(r[:n]))) for r, n in zip(rows, lengths)])
 
 
 def short_case(name, t, c=3, seed=0):
@@ -473,3 +473,84 @@ def test_short_targets_viterbi_samples_and_marginals_against_brute_force(name, t
         torch.testing.assert_close(marginals[: il[i], i], exact, rtol=0, atol=1e-12)
         torch.testing.assert_close(marginals[: il[i], i].sum(-1), torch.ones(int(il[i]), dtype=torch.float64))
         assert (marginals[il[i] :, i] == 0).all()
+
+
+# Every public CTC function checks log_probs and input_lengths with one helper (issue 13).
+PUBLIC = {
+    "log_likelihood_native": lambda lp, il, y, tl: ctc_log_likelihood(lp, y, il, tl, method="native"),
+    "log_likelihood_enum": lambda lp, il, y, tl: ctc_log_likelihood(lp, y, il, tl, method="enum"),
+    "viterbi": lambda lp, il, y, tl: ctc_viterbi(lp, y, il, tl),
+    "viterbi_log_likelihood": lambda lp, il, y, tl: ctc_viterbi_log_likelihood(lp, y, il, tl),
+    "sample_alignments": lambda lp, il, y, tl: ctc_sample_alignments(lp, y, il, tl),
+    "posterior_marginals": lambda lp, il, y, tl: ctc_posterior_marginals(lp, y, il, tl),
+    "greedy_decode": lambda lp, il, y, tl: ctc_greedy_decode(lp, il),
+    "CTC": lambda lp, il, y, tl: CTC(lp, il),
+    "CTC_log_prob": lambda lp, il, y, tl: CTC(lp, il, tl).log_prob(y),
+}
+
+
+def _poison(value):
+    def change(args):
+        args["log_probs"][2, 1, 3] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (_poison(float("inf")), r"log_probs contains \+inf: sequence 1, frame 2 \(log-probabilities must be finite or -inf\)"),
+        (_poison(float("nan")), r"log_probs contains NaN: sequence 1, frame 2 \(log-probabilities must be finite or -inf\)"),
+        (lambda a: a.update(input_lengths=[99, 3]), r"input_lengths\[0\] = 99 is out of range: expected 1 <= input length <= T = 4"),
+        (lambda a: a.update(input_lengths=[4, -5]), r"input_lengths\[1\] = -5 is out of range: expected 1 <= input length <= T = 4"),
+        (lambda a: a.update(input_lengths=[9, 5]), r"input_lengths\[0\] = 9 is out of range: expected 1 <= input length <= T = 4"),
+        (lambda a: a.update(input_lengths=[4, 4, 4]), r"input_lengths must have shape \(N,\) = \(2,\), got \(3,\)"),
+    ],
+    ids=["+inf", "nan", "too-long", "negative", "CTC-sample-issue", "shape"],
+)
+@pytest.mark.parametrize("fn", PUBLIC.values(), ids=PUBLIC.keys())
+def test_every_function_rejects_bad_log_probs_and_input_lengths(fn, change, message):
+    args = {"log_probs": torch.randn(4, 2, 5).log_softmax(-1), "input_lengths": [4, 3],
+            "targets": torch.tensor([[1, 2], [3, 0]]), "target_lengths": [2, 1]}
+    change(args)
+    with pytest.raises(ValueError, match=message):
+        fn(args["log_probs"], args["input_lengths"], args["targets"], args["target_lengths"])
+
+
+def test_posinf_past_the_input_length_is_ignored():
+    """Frames past a sequence's input length are not part of it (as for torch's ctc_loss)."""
+    log_probs = torch.randn(4, 2, 5, dtype=torch.float64).log_softmax(-1)
+    targets, il, tl = torch.tensor([[1, 2], [3, 0]]), torch.tensor([4, 3]), torch.tensor([2, 1])
+    ref = torch_ll(log_probs, targets, il, tl)
+    log_probs[3, 1] = float("inf")
+    for method in METHODS:
+        torch.testing.assert_close(ctc_log_likelihood(log_probs, targets, il, tl, method=method), ref, rtol=0, atol=1e-12)
+    assert ctc_greedy_decode(log_probs, il)[1] == ctc_greedy_decode(log_probs[:3], il.clamp(max=3))[1]
+
+
+@pytest.mark.parametrize("zero_infinity", [False, True])
+def test_native_and_enum_gradients_agree_on_impossible_targets(zero_infinity):
+    """Row 0 is too long for its input, row 1 is blocked by zero probabilities: both methods give
+    -inf (or 0 with zero_infinity) and a zero gradient there, and torch's zero_infinity gradient elsewhere."""
+    g = torch.Generator().manual_seed(13)
+    logits = torch.randn(5, 3, 4, generator=g, dtype=torch.float64)
+    logits[:, 1, 2] = float("-inf")  # label 2 impossible in sequence 1
+    targets, il, tl = torch.tensor([[1, 1, 1], [2, 1, 0], [3, 1, 2]]), torch.tensor([4, 5, 5]), torch.tensor([3, 2, 3])
+    logits.requires_grad_()
+    ref = torch_ll(logits.log_softmax(-1), targets, il, tl, zero_infinity=True)
+    (ref_grad,) = torch.autograd.grad(ref.sum(), logits)
+    assert torch.isfinite(ref_grad).all() and (ref_grad[:, :2] == 0).all()
+    for method in METHODS:
+        ours = ctc_log_likelihood(logits.log_softmax(-1), targets, il, tl, method=method, zero_infinity=zero_infinity)
+        assert ours[:2].tolist() == ([0.0, 0.0] if zero_infinity else [float("-inf")] * 2)
+        torch.testing.assert_close(ours[2], ref[2], rtol=0, atol=1e-12)
+        (grad,) = torch.autograd.grad(ours.sum(), logits)
+        torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-12)
+    # with respect to log_probs themselves (no log-softmax to hide an extra exp(log_probs) term)
+    log_probs = logits.detach().log_softmax(-1).requires_grad_()
+    native, enum = (
+        torch.autograd.grad(ctc_log_likelihood(log_probs, targets, il, tl, method=m, zero_infinity=zero_infinity).sum(), log_probs)[0]
+        for m in METHODS
+    )
+    assert (native[:, :2] == 0).all()
+    torch.testing.assert_close(native, enum, rtol=0, atol=1e-12)

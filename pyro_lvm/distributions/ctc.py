@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
-from pyro_lvm.models.ctc import ctc_collapse, ctc_log_likelihood
+from pyro_lvm.models.ctc import _check_log_probs, ctc_collapse, ctc_log_likelihood
 
 __all__ = ["CTC"]
 
@@ -18,8 +18,9 @@ class CTC(TorchDistribution):
     A string is a row of labels padded with ``-1`` (or any padding when ``target_lengths`` is
     given, as in :func:`torch.nn.functional.ctc_loss`); strings have at most ``T`` labels.
 
-    :param log_probs: (T, N, C) log-softmax frame probabilities.
-    :param input_lengths: (N,) frames per sequence (default all ``T``).
+    :param log_probs: (T, N, C) log-softmax frame probabilities (checked here: NaN or ``+inf`` on
+        a frame inside an input is an error, as is an input length outside ``1..T``).
+    :param input_lengths: (N,) frames per sequence, ``1 <= T_n <= T`` (default all ``T``).
     :param target_lengths: (N,) label counts of the values that will be scored; default: the
         number of non-negative entries of each value row (``-1`` padding at the end).
     :param blank: the blank class.
@@ -44,15 +45,13 @@ class CTC(TorchDistribution):
         zero_infinity: bool = False,
         validate_args=None,
     ) -> None:
-        if not torch.is_tensor(log_probs) or log_probs.dim() != 3:
-            raise ValueError(f"log_probs must have shape (T, N, C), got {getattr(log_probs, 'shape', type(log_probs))}")
-        t_max, n, _ = log_probs.shape
         if method not in ("native", "enum"):
             raise ValueError(f"method must be 'native' or 'enum', got {method!r}")
+        if input_lengths is None and torch.is_tensor(log_probs) and log_probs.dim() == 3:
+            input_lengths = torch.full(log_probs.shape[1:2], log_probs.size(0), dtype=torch.long, device=log_probs.device)
+        self.input_lengths = _check_log_probs(log_probs, input_lengths, blank)
+        t_max, n, _ = log_probs.shape
         self.log_probs = log_probs
-        if input_lengths is None:
-            input_lengths = torch.full((n,), t_max, dtype=torch.long, device=log_probs.device)
-        self.input_lengths = torch.as_tensor(input_lengths, device=log_probs.device)
         self.target_lengths = None if target_lengths is None else torch.as_tensor(target_lengths, device=log_probs.device)
         self.blank, self.method, self.zero_infinity = blank, method, zero_infinity
         super().__init__(batch_shape=torch.Size([n]), event_shape=torch.Size([t_max]), validate_args=validate_args)

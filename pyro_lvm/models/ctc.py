@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import NamedTuple
 
 import pyro
@@ -73,8 +74,31 @@ def _as_lengths(value, name: str, n: int, device: torch.device) -> torch.Tensor:
     return lengths.long()
 
 
-def _check(log_probs, targets, input_lengths, target_lengths, blank: int) -> _Inputs:
-    """Validate CTC inputs at the boundary; every message names the sequence and the problem."""
+class _Problem(NamedTuple):
+    """A value check over a batch: where it fails and what to say about the first failure."""
+
+    mask: torch.Tensor  # True where the input is wrong
+    describe: Callable[..., str]  # the message, from the index of the first True entry
+    warn: bool = False  # a RuntimeWarning instead of a ValueError
+
+
+def _report(problems: list[_Problem]) -> None:
+    """Raise a ValueError for the first problem found (in list order), else warn for each warning
+    found; one device sync for all of them."""
+    found = torch.stack([p.mask.any() for p in problems]).tolist()
+    messages = [(p.warn, p.describe(*(int(v) for v in p.mask.nonzero()[0]))) for p, hit in zip(problems, found) if hit]
+    errors = [message for warn, message in messages if not warn]
+    if errors:
+        raise ValueError(errors[0])
+    for _, message in messages:
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def _log_probs_problems(log_probs, input_lengths, blank: int, normalized: bool) -> tuple[torch.Tensor, list[_Problem]]:
+    """Check the shapes of ``log_probs`` (T, N, C), ``input_lengths`` (N,) and the blank (raising at
+    once), and return the input lengths as a LongTensor and the checks of their values: input
+    lengths in ``1..T``, no NaN or ``+inf`` on the frames inside an input and, if ``normalized``,
+    a warning for frames whose probabilities do not sum to 1."""
     if not torch.is_tensor(log_probs) or not log_probs.is_floating_point() or log_probs.dim() != 3:
         raise ValueError(
             "log_probs must be a floating tensor of shape (T, N, C) (frames, sequences, classes), got "
@@ -85,49 +109,58 @@ def _check(log_probs, targets, input_lengths, target_lengths, blank: int) -> _In
         raise ValueError(f"log_probs needs T >= 1 frames, N >= 1 sequences and C >= 2 classes, got shape {(t_max, n, c)}")
     if not 0 <= blank < c:
         raise ValueError(f"blank must be a class index in [0, C) = [0, {c}), got {blank}")
+    input_lengths = _as_lengths(input_lengths, "input_lengths", n, log_probs.device)
+    finite_or_neginf = "(log-probabilities must be finite or -inf)"
+    with torch.no_grad():
+        frames = (torch.arange(t_max, device=log_probs.device).unsqueeze(-1) < input_lengths).unsqueeze(-1)  # (T, N, 1)
+        problems = [
+            _Problem(
+                (input_lengths < 1) | (input_lengths > t_max),
+                lambda i: f"input_lengths[{i}] = {int(input_lengths[i])} is out of range: expected 1 <= input length <= T = {t_max}",
+            ),
+            _Problem(torch.isnan(log_probs) & frames, lambda t, i, _: f"log_probs contains NaN: sequence {i}, frame {t} {finite_or_neginf}"),
+            _Problem(torch.isposinf(log_probs) & frames, lambda t, i, _: f"log_probs contains +inf: sequence {i}, frame {t} {finite_or_neginf}"),
+        ]
+        if normalized:
+            norm = log_probs.exp().sum(-1)  # (T, N)
+            problems.append(_Problem(
+                ((norm - 1).abs() > 1e-3) & frames.squeeze(-1),
+                lambda t, i: f"log_probs are not normalized: sequence {i}, frame {t} has probabilities summing to {float(norm[t, i]):.4g} "
+                "over classes (expected 1; pass log_softmax outputs)",
+                warn=True,
+            ))
+    return input_lengths, problems
+
+
+def _check_log_probs(log_probs, input_lengths, blank: int, normalized: bool = True) -> torch.Tensor:
+    """Validate ``log_probs`` and ``input_lengths`` (see :func:`_log_probs_problems`) at the
+    boundary of a function that takes no targets; returns the input lengths as a LongTensor."""
+    input_lengths, problems = _log_probs_problems(log_probs, input_lengths, blank, normalized)
+    _report(problems)
+    return input_lengths
+
+
+def _check(log_probs, targets, input_lengths, target_lengths, blank: int) -> _Inputs:
+    """Validate CTC inputs at the boundary; every message names the argument, the sequence and the problem."""
+    input_lengths, problems = _log_probs_problems(log_probs, input_lengths, blank, normalized=True)
+    n, c = log_probs.shape[1:]
     targets = torch.as_tensor(targets, device=log_probs.device)
     if targets.is_floating_point() or targets.dtype == torch.bool or targets.dim() != 2 or targets.size(0) != n:
         raise ValueError(f"targets must be an integer tensor of shape (N, S) with N = {n}, got shape {tuple(targets.shape)} dtype {targets.dtype}")
     targets = targets.long()
-    input_lengths = _as_lengths(input_lengths, "input_lengths", n, log_probs.device)
     target_lengths = _as_lengths(target_lengths, "target_lengths", n, log_probs.device)
     s_max = targets.size(1)
     inside = torch.arange(s_max, device=log_probs.device) < target_lengths.unsqueeze(-1)
-    with torch.no_grad():
-        frames = torch.arange(t_max, device=log_probs.device).unsqueeze(-1) < input_lengths  # (T, N)
-        norm = log_probs.exp().sum(-1)  # (T, N), NaN where log_probs has a NaN
-        masks = (
-            (input_lengths < 1) | (input_lengths > t_max),
+    problems += [
+        _Problem(
             (target_lengths < 0) | (target_lengths > s_max),
-            inside & ((targets < 0) | (targets >= c)),
-            inside & (targets == blank),
-            torch.isnan(norm) & frames,
-            ((norm - 1).abs() > 1e-3) & frames,
-        )
-        found = torch.stack([m.any() for m in masks]).tolist()  # one device sync
-    if found[0]:
-        i = int(masks[0].nonzero()[0])
-        raise ValueError(f"input_lengths[{i}] = {int(input_lengths[i])} is out of range: expected 1 <= input length <= T = {t_max}")
-    if found[1]:
-        i = int(masks[1].nonzero()[0])
-        raise ValueError(
-            f"target_lengths[{i}] = {int(target_lengths[i])} is out of range: expected 0 <= target length <= S = {s_max} (the width of targets)"
-        )
-    for k, problem in ((2, f"is outside the classes [0, C) = [0, {c})"), (3, f"is the blank ({blank}); targets hold labels only")):
-        if found[k]:
-            i, j = (int(v) for v in masks[k].nonzero()[0])
-            raise ValueError(f"targets[{i}, {j}] = {int(targets[i, j])} {problem} (sequence {i})")
-    if found[4]:
-        t, i = (int(v) for v in masks[4].nonzero()[0])
-        raise ValueError(f"log_probs contains NaN: sequence {i}, frame {t}")
-    if found[5]:
-        t, i = (int(v) for v in masks[5].nonzero()[0])
-        warnings.warn(
-            f"log_probs are not normalized: sequence {i}, frame {t} has probabilities summing to {float(norm[t, i]):.4g} "
-            "over classes (expected 1; pass log_softmax outputs)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+            lambda i: f"target_lengths[{i}] = {int(target_lengths[i])} is out of range: "
+            f"expected 0 <= target length <= S = {s_max} (the width of targets)",
+        ),
+        _Problem(inside & ((targets < 0) | (targets >= c)), lambda i, j: f"targets[{i}, {j}] = {int(targets[i, j])} is outside the classes [0, C) = [0, {c}) (sequence {i})"),
+        _Problem(inside & (targets == blank), lambda i, j: f"targets[{i}, {j}] = {int(targets[i, j])} is the blank ({blank}); targets hold labels only (sequence {i})"),
+    ]
+    _report(problems)
     return _Inputs(log_probs, targets, input_lengths, target_lengths)
 
 
@@ -171,21 +204,10 @@ def _mask_frames(labels: torch.Tensor, input_lengths: torch.Tensor) -> torch.Ten
     return labels.masked_fill(past, -1)
 
 
-def _feasible(inputs: _Inputs) -> torch.Tensor:
-    """(N,) whether any alignment exists: ``T_n >= S_n + (number of equal neighbours in y_n)``."""
-    _, targets, input_lengths, target_lengths = inputs
-    s_max = targets.size(1)
-    if s_max < 2:
-        repeats = torch.zeros_like(target_lengths)
-    else:
-        inner = torch.arange(1, s_max, device=targets.device) < target_lengths.unsqueeze(-1)
-        repeats = ((targets[:, 1:] == targets[:, :-1]) & inner).sum(-1)
-    return input_lengths >= target_lengths + repeats
-
-
 class _KernelGradientFix(torch.autograd.Function):
-    """Zero in value; adds ``exp(log_probs)`` on the frames of feasible sequences to the gradient, turning
-    torch's kernel gradient (with respect to log-softmax logits) into the gradient in ``log_probs``."""
+    """Zero in value; adds ``exp(log_probs)`` on the frames of sequences with a finite likelihood to the
+    gradient, turning torch's kernel gradient (with respect to log-softmax logits) into the gradient
+    in ``log_probs``."""
 
     @staticmethod
     def forward(ctx, log_probs, weight):
@@ -196,6 +218,24 @@ class _KernelGradientFix(torch.autograd.Function):
     def backward(ctx, grad):
         log_probs, weight = ctx.saved_tensors
         return log_probs.exp() * (weight * grad.unsqueeze(-1)), None
+
+
+def _native_log_likelihood(inputs: _Inputs, blank: int, zero_infinity: bool) -> torch.Tensor:
+    """:func:`ctc_log_likelihood` by torch's kernel, with the gradient of the chain: the posterior on
+    sequences of finite likelihood, zero on the others (where torch's backward gives NaN unless
+    ``zero_infinity``)."""
+    log_probs = inputs.log_probs
+    loss = F.ctc_loss(*inputs, blank=blank, reduction="none")
+    infinite = torch.isinf(loss)
+    if not (torch.is_grad_enabled() and log_probs.requires_grad):
+        return -loss.masked_fill(infinite, 0.0) if zero_infinity else -loss
+    if bool(infinite.any()):  # rerun with torch's zeroed gradient on those rows
+        loss = F.ctc_loss(*inputs, blank=blank, reduction="none", zero_infinity=True)
+        if not zero_infinity:
+            loss = loss.masked_fill(infinite, float("inf"))
+    frames = torch.arange(log_probs.size(0), device=log_probs.device).unsqueeze(-1) < inputs.input_lengths
+    weight = (frames & ~infinite).unsqueeze(-1).to(log_probs.dtype)  # (T, N, 1)
+    return -loss + _KernelGradientFix.apply(log_probs, weight)
 
 
 def ctc_log_likelihood(
@@ -218,7 +258,8 @@ def ctc_log_likelihood(
         the enumerated alignment chain, vectorized over sequences, a loop over frames).
     :param zero_infinity: give 0 (and zero gradient) instead of ``-inf`` for targets no
         alignment of the input can produce, as ``torch.nn.functional.ctc_loss`` does.
-    :returns: (N,) log-likelihoods; equal to ``-ctc_loss(..., reduction="none")``.
+    :returns: (N,) log-likelihoods; equal to ``-ctc_loss(..., reduction="none")``. Both methods
+        give ``-inf`` (0 with ``zero_infinity``) and a zero gradient for targets with no alignment.
 
     The gradient with respect to ``log_probs`` is the posterior ``p(z_t = c | y, x)`` (frames past
     ``T_n`` get 0). Torch's kernel reports ``exp(log_probs) - p(z_t = c | y, x)`` for the loss, the
@@ -228,12 +269,7 @@ def ctc_log_likelihood(
     """
     inputs = _check(log_probs, targets, input_lengths, target_lengths, blank)
     if method == "native":
-        loss = F.ctc_loss(*inputs, blank=blank, reduction="none", zero_infinity=zero_infinity)
-        if not (torch.is_grad_enabled() and log_probs.requires_grad):
-            return -loss
-        frames = torch.arange(log_probs.size(0), device=log_probs.device).unsqueeze(-1) < inputs.input_lengths
-        weight = (frames & _feasible(inputs)).unsqueeze(-1).to(log_probs.dtype)  # (T, N, 1)
-        return -loss + _KernelGradientFix.apply(log_probs, weight)
+        return _native_log_likelihood(inputs, blank, zero_infinity)
     if method != "enum":
         raise ValueError(f"method must be 'native' or 'enum', got {method!r}")
     chain = _alignment_chain(inputs, blank)
@@ -328,12 +364,12 @@ def ctc_collapse(alignments: torch.Tensor, blank: int = 0) -> list[list[int]]:
 def ctc_greedy_decode(log_probs: torch.Tensor, input_lengths, blank: int = 0) -> list[list[int]]:
     """Best-path decoding: collapse the per-frame argmax labels (frames past each length ignored).
 
-    :param log_probs: (T, N, C).
+    :param log_probs: (T, N, C) log-probabilities or logits (unnormalized is fine here); NaN or
+        ``+inf`` inside an input is an error.
+    :param input_lengths: (N,) frames per sequence, ``1 <= T_n <= T``.
     :returns: N lists of labels.
     """
-    if not torch.is_tensor(log_probs) or log_probs.dim() != 3:
-        raise ValueError(f"log_probs must have shape (T, N, C), got {getattr(log_probs, 'shape', type(log_probs))}")
-    lengths = _as_lengths(input_lengths, "input_lengths", log_probs.size(1), log_probs.device)
+    lengths = _check_log_probs(log_probs, input_lengths, blank, normalized=False)
     return ctc_collapse(_mask_frames(log_probs.argmax(-1).t(), lengths), blank)
 
 
