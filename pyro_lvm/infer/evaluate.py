@@ -67,7 +67,8 @@ def _checked_plate_nesting(model, guide, args, kwargs, plate: str, evaluator: st
     check_trace_sites(guide_trace, model_trace)
     enumerated = sorted(
         name for name, site in model_trace.nodes.items()
-        if site["type"] == "sample" and name not in guide_trace.nodes and site["infer"].get("enumerate")
+        if site["type"] == "sample" and not site["is_observed"] and name not in guide_trace.nodes
+        and site["infer"].get("enumerate")
     )
     if enumerated:
         raise ValueError(
