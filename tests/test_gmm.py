@@ -232,6 +232,8 @@ def test_dtype_and_input_types():
         (lambda: GaussianMixture(2, means_init=np.zeros((3, 2))).fit(np.random.rand(5, 2)), "means_init has shape"),
         (lambda: GaussianMixture(2, weights_init=[0.2, 0.2]).fit(np.random.rand(5, 2)), "sum to 1"),
         (lambda: GaussianMixture(2).predict(np.ones((3, 2))), "not fitted"),
+        (lambda: GaussianMixture(2, learn_weights=False, weights_init=[0.9, 0.1]).fit(np.random.rand(5, 2)),
+         r"weights_init cannot be given with learn_weights=False"),
         (lambda: GaussianMixture(2).fit(np.random.rand(9, 2)).score(np.ones((3, 3))), "3 features"),
     ],
 )

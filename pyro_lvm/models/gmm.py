@@ -165,6 +165,8 @@ class GaussianMixture:
 
     def _checked_weights_init(self, X: torch.Tensor) -> torch.Tensor:
         """``weights_init`` ``(K,)``, in ``[0, 1]`` and summing to 1 (scikit-learn's ``_check_weights``)."""
+        if not self.learn_weights:
+            raise ValueError("weights_init cannot be given with learn_weights=False (the weights stay uniform 1 / K)")
         w = self._init_override(self.weights_init, "weights_init", (self.n_components,), X)
         atol = 1e-6 if X.dtype == torch.float32 else 1e-8
         if bool((w < 0).any() | (w > 1).any()) or abs(float(w.sum()) - 1.0) > atol:
