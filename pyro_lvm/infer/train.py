@@ -469,8 +469,10 @@ def train(
     :param model: the generative story, called as ``model(*batch, **model_kwargs)``.
     :param guide: ``q(z | x)`` with the same signature (``pyro.infer.autoguide.AutoGuide``,
         a :mod:`pyro_lvm.guides` family, or a function; a no-op for fully enumerated models).
-    :param data: a tensor (N, ...), a tuple of tensors with N rows each, or an iterable of
-        batches (a ``DataLoader``). Tensors are moved to ``device`` once and reshuffled each epoch.
+    :param data: a tensor (N, ...), a tuple of tensors with N rows each, or a re-iterable of
+        batches with a length (a ``DataLoader``), not a generator. Tensors are moved to ``device``
+        once and reshuffled each epoch. NumPy arrays are taken as tensors (``torch.as_tensor``,
+        dtype kept: NumPy's default float64 needs float64 parameters, or ``.astype("float32")``).
     :param loss: any Pyro ELBO (default ``Trace_ELBO()``) or :class:`~pyro_lvm.infer.HardEM`.
     :param optimizer: a ``pyro.optim`` optimizer; a ``pyro.optim`` scheduler
         (``PyroLRScheduler``) is stepped once per epoch. Default ``pyro.optim.Adam({"lr": lr})``.
