@@ -335,6 +335,10 @@ class GaussianMixture:
         :param steps: SVI steps (``"svi"`` only; full batch). ``lr``: Adam's learning rate.
         :param progress: show a progress bar for SVI.
         :returns: ``self``.
+        :raises ValueError: for bad ``X`` or initial parameters (checked as scikit-learn checks them), or
+            when the EM lower bound stops being finite.
+        :warns UserWarning: when ``reg_covar`` exceeds the variance of every feature of ``X``;
+            ``ConvergenceWarning`` when the best EM restart did not converge in ``max_iter`` iterations.
         """
         method = _choice(method, "method", METHODS)
         for name in ("_dtype", "_device", "n_features_in_"):
