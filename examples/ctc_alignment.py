@@ -39,31 +39,42 @@ from pyro_lvm.models.ctc_recognizer import ColumnCTC
 MODES = ("soft", "hard")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+#: defaults of the size flags: (full run, --quick)
+DEFAULTS = {"train_strings": (6000, 1500), "test_strings": (1000, 300), "epochs": (20, 8)}
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=["digits", "mnist"], default="digits",
                    help="digits: scikit-learn's 8x8 digits (offline); mnist: 28x28 MNIST from --data-dir (default: digits)")
     p.add_argument("--data-dir", default=None, help="folder with mnist/ for --dataset mnist (default: $PYRO_LVM_DATA)")
-    p.add_argument("--train-strings", type=int, default=None, help="training strings (default: 6000; 1500 with --quick)")
-    p.add_argument("--test-strings", type=int, default=None, help="held-out strings (default: 1000; 300 with --quick)")
-    p.add_argument("--max-digits", type=int, default=5, help="digits per string are drawn from 1..max-digits (default: 5)")
-    p.add_argument("--max-gap", type=int, default=4, help="blank columns between digits are drawn from 1..max-gap (default: 4)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs per mode (default: 20; 8 with --quick)")
-    p.add_argument("--batch-size", type=int, default=32, help="strings per minibatch (default: 32)")
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default: 3e-3)")
-    p.add_argument("--hidden", type=int, default=64, help="features per column in the encoder's 1-D convolutions (default: 64)")
+    p.add_argument("--train-strings", type=runs.positive_int, default=None, help="training strings (default: 6000; 1500 with --quick)")
+    p.add_argument("--test-strings", type=runs.positive_int, default=None, help="held-out strings (default: 1000; 300 with --quick)")
+    p.add_argument("--max-digits", type=runs.positive_int, default=5, help="digits per string are drawn from 1..max-digits (default: 5)")
+    p.add_argument("--max-gap", type=runs.positive_int, default=4,
+                   help="blank columns between digits are drawn from 1..max-gap (default: 4)")
+    p.add_argument("--epochs", type=runs.positive_int, default=None, help="training epochs per mode (default: 20; 8 with --quick)")
+    p.add_argument("--batch-size", type=runs.positive_int, default=32, help="strings per minibatch (default: 32)")
+    p.add_argument("--lr", type=runs.positive_float, default=3e-3, help="Adam learning rate (default: 3e-3)")
+    p.add_argument("--hidden", type=runs.positive_int, default=64,
+                   help="features per column in the encoder's 1-D convolutions (default: 64)")
     p.add_argument("--method", choices=["native", "enum"], default="native",
                    help="how soft training sums alignments: torch's kernel or the enumerated chain (default: native)")
-    p.add_argument("--figures", type=int, default=4, help="held-out strings drawn in each posterior figure (default: 4)")
+    p.add_argument("--figures", type=runs.positive_int, default=4, help="held-out strings drawn in each posterior figure (default: 4)")
     p.add_argument("--quick", action="store_true", help="a small run (well under a minute on 2 CPU cores)")
     p.add_argument("--out", default="outputs/ctc_alignment", help="output folder (default: outputs/ctc_alignment)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of data, initialization and minibatches (default: 0)")
+    p.add_argument("--seed", type=runs.nonnegative_int, default=0, help="random seed of data, initialization and minibatches (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    args = p.parse_args(argv)
-    args.train_strings = args.train_strings or (1500 if args.quick else 6000)
-    args.test_strings = args.test_strings or (300 if args.quick else 1000)
-    args.epochs = args.epochs or (8 if args.quick else 20)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The flags, with the size defaults (:data:`DEFAULTS`) filled in where no value was given."""
+    args = build_parser().parse_args(argv)
+    for name, (full, quick) in DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     return args
 
 

@@ -326,6 +326,15 @@ def test_example_runs(tmp_path):
     assert set(metrics["figures"]) == {"posterior_soft.png", "posterior_hard.png", "training_curve.png"}
 
 
+def test_example_runs_with_one_digit_strings(tmp_path):
+    """Targets one label wide: the posterior figures used to crash and leave --out empty."""
+    metrics = run_example(tmp_path, "--quick", "--max-digits", "1", "--train-strings", "60", "--test-strings", "10",
+                          "--epochs", "1", "--figures", "2")
+    assert set(metrics["figures"]) == {"posterior_soft.png", "posterior_hard.png", "training_curve.png"}
+    for mode in ("soft", "hard"):
+        assert math.isfinite(metrics[mode]["test_log_likelihood_per_string"])
+
+
 def test_example_runs_on_mnist(tmp_path, shared_data):
     metrics = run_example(tmp_path, "--dataset", "mnist", "--data-dir", str(shared_data), "--quick",
                           "--train-strings", "100", "--test-strings", "20", "--epochs", "1")
