@@ -563,3 +563,11 @@ def test_native_and_enum_gradients_agree_on_impossible_targets(zero_infinity):
     )
     assert (native[:, :2] == 0).all()
     torch.testing.assert_close(native, enum, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, t", [("width0", 3), ("width1", 3), ("width2", 4), ("mixed", 5)])
+def test_short_targets_in_the_enumerated_program(name, t):
+    logits, targets, il, tl = short_case(name, t, seed=2)
+    log_probs = logits.log_softmax(-1).requires_grad_()
+    loss = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(ctc_alignment_model, lambda *a, **k: None, log_probs, targets, il, tl)
+    torch.testing.assert_close(loss, -torch_ll(log_probs, targets, il, tl).sum(), rtol=0, atol=1e-10)
