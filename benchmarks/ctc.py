@@ -27,7 +27,7 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import paired_ratio, parser, row, setup, write_results  # noqa: E402
 
-from pyro_lvm.models.ctc import ctc_log_likelihood  # noqa: E402
+from pyro_lvm.ops.ctc import ctc_log_likelihood  # noqa: E402
 
 __all__ = ["build_parser", "main"]
 

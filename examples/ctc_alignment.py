@@ -33,7 +33,7 @@ from pyro_lvm import runs
 from pyro_lvm.data import load_digits, load_mnist
 from pyro_lvm.data.digit_strings import DigitStrings, make_digit_strings, span_alignment_accuracy
 from pyro_lvm.infer import train
-from pyro_lvm.models import ctc_label_error_rate
+from pyro_lvm.ops import ctc_label_error_rate
 from pyro_lvm.models.ctc_recognizer import ColumnCTC
 
 MODES = ("soft", "hard")

@@ -8,7 +8,7 @@ loaders work offline (``pyro_lvm.data``).
 
 __version__ = "0.1.0"
 
-from pyro_lvm import data, diagnostics, distributions, guides, infer, models  # noqa: E402
+from pyro_lvm import data, diagnostics, distributions, guides, infer, models, ops  # noqa: E402
 from pyro_lvm.guides import AmortizedNormal  # noqa: E402
 from pyro_lvm.infer import HardEM, bits_per_dim, importance_log_likelihood, per_example_elbo, train  # noqa: E402
 from pyro_lvm.models import DeepLatentGaussian, GaussianMixture  # noqa: E402
@@ -27,6 +27,7 @@ __all__ = [
     "importance_log_likelihood",
     "infer",
     "models",
+    "ops",
     "per_example_elbo",
     "train",
 ]

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from pyro.infer import TraceEnum_ELBO, infer_discrete
 
 from pyro_lvm.distributions import CTC
-from pyro_lvm.models.ctc import (
-    ctc_alignment_model,
+from pyro_lvm.models import ctc_alignment_model
+from pyro_lvm.ops.ctc import (
     ctc_collapse,
     ctc_greedy_decode,
     ctc_log_likelihood,
@@ -390,7 +390,7 @@ def test_long_inputs_match_torch():
 def test_chain_forward_under_autograd_matches_the_posterior_path():
     """The banded recursion differentiated by autograd (chain_forward + chain_total) and by the
     forward-backward posterior (chain_log_total) agree; so do the posteriors of both directions."""
-    from pyro_lvm.models.ctc import _alignment_chain, _check
+    from pyro_lvm.ops.ctc import _alignment_chain, _check
     from pyro_lvm.ops import chain_forward, chain_log_total, chain_total
 
     logits, targets, il, tl = random_case(12)

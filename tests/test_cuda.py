@@ -15,8 +15,8 @@ from pyro_lvm.data import dynamic_binarize, load_digits
 from pyro_lvm.guides import AmortizedNormal
 from pyro_lvm.infer import JitTraceMeanField_ELBO, importance_log_likelihood, train
 from pyro_lvm.models import DeepLatentGaussian, GaussianMixture
-from pyro_lvm.models.ctc import ctc_log_likelihood, ctc_viterbi
-from pyro_lvm.models.hmm import hmm_log_likelihood
+from pyro_lvm.ops.ctc import ctc_log_likelihood, ctc_viterbi
+from pyro_lvm.ops.hmm import hmm_log_likelihood
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -14,7 +14,7 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 from sklearn.preprocessing import StandardScaler
 
 from pyro_lvm.infer import HardEM, train
-from pyro_lvm.infer.em import fit_mixture_em, m_step
+from pyro_lvm.ops.mixture import fit_mixture_em, m_step
 from pyro_lvm.models import GaussianMixture
 
 COVARIANCE_TYPES = ["full", "diag", "spherical"]

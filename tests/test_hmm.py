@@ -6,7 +6,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from pyro_lvm.models.hmm import hmm_log_likelihood, hmm_posterior_marginals, hmm_sample_states, hmm_viterbi
+from pyro_lvm.ops.hmm import hmm_log_likelihood, hmm_posterior_marginals, hmm_sample_states, hmm_viterbi
 
 
 def gaussian_hmm(n, t, k, heterogeneous, seed=0):

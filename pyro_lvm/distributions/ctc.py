@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
-from pyro_lvm.models.ctc import _check_log_probs, ctc_collapse, ctc_log_likelihood
+from pyro_lvm.ops.ctc import _check_log_probs, ctc_collapse, ctc_log_likelihood
 
 __all__ = ["CTC"]
 
@@ -24,7 +24,7 @@ class CTC(TorchDistribution):
     :param target_lengths: (N,) label counts of the values that will be scored; default: the
         number of non-negative entries of each value row (``-1`` padding at the end).
     :param blank: the blank class.
-    :param method: ``"native"`` or ``"enum"``, see :func:`~pyro_lvm.models.ctc.ctc_log_likelihood`.
+    :param method: ``"native"`` or ``"enum"``, see :func:`~pyro_lvm.ops.ctc.ctc_log_likelihood`.
     :param zero_infinity: score impossible strings 0 instead of ``-inf``.
 
     ``batch_shape = (N,)``, ``event_shape = (T,)``; :meth:`log_prob` takes values of shape

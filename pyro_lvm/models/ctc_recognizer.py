@@ -5,9 +5,6 @@ feature vector, and 1-D convolutions (dilated, batch-normalized) see about 29 co
 it. The labels are scored either by the CTC marginal over alignments (soft training,
 :class:`~pyro_lvm.distributions.CTC`) or by the probability of their Viterbi alignment (hard EM /
 Viterbi training).
-
-Import it from this module (``pyro_lvm.models`` does not re-export it: it builds on
-:mod:`pyro_lvm.distributions`, which builds on :mod:`pyro_lvm.models.ctc`).
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from pyro_lvm.distributions.ctc import CTC
-from pyro_lvm.models.ctc import ctc_greedy_decode, ctc_posterior_marginals, ctc_viterbi
+from pyro_lvm.ops.ctc import ctc_greedy_decode, ctc_posterior_marginals, ctc_viterbi
 
 __all__ = ["ColumnCTC"]
 

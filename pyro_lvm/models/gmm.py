@@ -27,7 +27,7 @@ from pyro.infer.autoguide import AutoDelta
 from pyro.infer.autoguide.initialization import init_to_value
 from sklearn.exceptions import ConvergenceWarning
 
-from pyro_lvm.infer.em import (
+from pyro_lvm.ops.mixture import (
     COVARIANCE_TYPES,
     covariances_from_precisions,
     e_step,

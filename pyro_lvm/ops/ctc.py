@@ -8,7 +8,7 @@ Every such ``z`` is one left-to-right path through the extended label sequence
 position, moves to the next one, or skips a blank between two different labels; the path
 starts at one of the first two positions and ends at one of the last two. The alignment is
 therefore a Markov chain over positions, written literally as a Pyro program with one
-enumerated site per frame (:func:`ctc_alignment_model`), and computed by the vectorized
+enumerated site per frame (:func:`pyro_lvm.models.ctc_alignment_model`), and computed by the vectorized
 chain recursions of :mod:`pyro_lvm.ops.chain` (exactly the sum ``TraceEnum_ELBO`` forms):
 
 * :func:`ctc_log_likelihood` -- ``log p(y | x)``, by torch's kernel (``method="native"``) or
@@ -24,16 +24,12 @@ outputs, ``targets`` (N, S) padded, ``input_lengths`` and ``target_lengths`` (N,
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
-import pyro
-import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from pyro.ops.indexing import Vindex
 
 from pyro_lvm.ops.chain import (
     FLOOR,
@@ -46,7 +42,6 @@ from pyro_lvm.ops.chain import (
 )
 
 __all__ = [
-    "ctc_alignment_model",
     "ctc_collapse",
     "ctc_greedy_decode",
     "ctc_label_error_rate",
@@ -397,42 +392,3 @@ def ctc_label_error_rate(decoded: list[list[int]], targets: torch.Tensor, target
         raise ValueError("the targets are all empty; the label error rate is undefined")
     rows = targets.tolist()
     return sum(_edit_distance(d, r[:n]) for d, r, n in zip(decoded, rows, lengths)) / total
-
-
-def ctc_alignment_model(log_probs, targets, input_lengths, target_lengths, blank: int = 0) -> None:
-    """The alignment as a Pyro program: one enumerated position per frame under ``pyro.markov``.
-
-    Site ``s_t`` is the position (0..2S) of frame ``t`` in ``(blank, y_1, blank, ..., blank)``,
-    batched over ``pyro.plate("sequences", N, dim=-1)``. Its uniform prior is undone by factor
-    ``w_t``, which adds ``log p(z_t = ext[s_t] | x)`` and 0 / ``FLOOR`` for allowed / forbidden
-    moves (identity moves and no emission past the input length); factor ``final`` keeps paths
-    that end on one of the last two positions. With an empty guide, ``TraceEnum_ELBO``'s loss is
-    ``-sum_n log p(y_n | x_n)``, and ``infer_discrete`` gives Viterbi paths (``temperature=0``)
-    or posterior samples (``temperature=1``). Meant for checking the vectorized recursions on
-    small ``T``: it has ``T`` sample sites.
-    """
-    inputs = _check(log_probs, targets, input_lengths, target_lengths, blank)
-    chain = _alignment_chain(inputs, blank)
-    t_max, n, size = chain.emissions.shape
-    band = chain.transition.logits  # (N, L, 3): move s - d -> s
-    dense = torch.full((n, size, size), FLOOR, dtype=band.dtype, device=band.device)
-    for d in range(band.size(-1)):
-        idx = torch.arange(d, size, device=band.device)
-        dense[:, idx - d, idx] = band[:, d:, d]
-    uniform = torch.zeros(n, size, dtype=band.dtype, device=band.device)
-    with pyro.plate("sequences", n, dim=-1):
-        seq = torch.arange(n, device=band.device)
-        prev = None
-        for t in pyro.markov(range(t_max)):
-            s = pyro.sample(f"s_{t}", dist.Categorical(logits=uniform), infer={"enumerate": "parallel"})
-            active = t < chain.lengths
-            if prev is None:
-                move = Vindex(chain.init)[seq, s]
-            else:
-                same = torch.where(prev == s, 0.0, FLOOR)
-                move = torch.where(active, Vindex(dense)[seq, prev, s], same)
-            emit = torch.where(active, Vindex(chain.emissions[t])[seq, s], 0.0)
-            pyro.factor(f"w_{t}", move + emit + math.log(size))
-            if t == t_max - 1:
-                pyro.factor("final", Vindex(chain.final)[seq, s])
-            prev = s
