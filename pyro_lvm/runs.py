@@ -77,7 +77,7 @@ def _jsonable(value):
     return value
 
 
-def write_json(obj, path: str | os.PathLike) -> Path:
+def write_json(obj: object, path: str | os.PathLike) -> Path:
     """Write ``obj`` as indented JSON (tensors and NumPy scalars converted, NaN/inf as null), atomically."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

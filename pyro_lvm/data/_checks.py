@@ -55,7 +55,7 @@ def grey_levels_to_unit(images: np.ndarray, source: str) -> np.ndarray:
     return images.astype(np.float32) / np.float32(255.0)
 
 
-def check_int(name: str, value, minimum: int) -> int:
+def check_int(name: str, value: object, minimum: int) -> int:
     """Return ``value`` if it is an integer (not a bool) >= ``minimum``.
 
     :raises TypeError: naming ``name`` when ``value`` is not an integer.

@@ -39,7 +39,7 @@ class DigitStrings:
     def __len__(self) -> int:
         return self.images.size(0)
 
-    def to(self, device) -> "DigitStrings":
+    def to(self, device: str | torch.device) -> DigitStrings:
         return DigitStrings(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
@@ -38,12 +40,12 @@ class CTC(TorchDistribution):
     def __init__(
         self,
         log_probs: torch.Tensor,
-        input_lengths=None,
-        target_lengths=None,
+        input_lengths: torch.Tensor | Sequence[int] | None = None,
+        target_lengths: torch.Tensor | Sequence[int] | None = None,
         blank: int = 0,
         method: str = "native",
         zero_infinity: bool = False,
-        validate_args=None,
+        validate_args: bool | None = None,
     ) -> None:
         if method not in ("native", "enum"):
             raise ValueError(f"method must be 'native' or 'enum', got {method!r}")
@@ -89,7 +91,7 @@ class CTC(TorchDistribution):
         )
 
     @torch.no_grad()
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> torch.Tensor:
         """Strings ``B(z)`` for alignments ``z ~ prod_t p(z_t | x)``; shape sample_shape + (N, T), -1 padded."""
         shape = torch.Size(sample_shape)
         t_max, n, _ = self.log_probs.shape

@@ -12,7 +12,7 @@ the split lets the same family be used non-amortized (per-example parameters,
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import pyro
 import pyro.distributions as dist
@@ -83,7 +83,7 @@ class AmortizedGuide(PyroModule):
         with pyro.plate(self.plate, num_examples, dim=self.plate_dim):
             return pyro.sample(self.site, q)
 
-    def forward(self, *args, **kwargs) -> torch.Tensor:
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         x = self.observed(args, kwargs)
         return self.sample_from(self.distribution(x), x.shape[0])
 
@@ -101,7 +101,7 @@ class AmortizedNormal(AmortizedGuide):
         latent_dim: int,
         hidden_dims: Sequence[int] = (200, 200),
         activation: str = "tanh",
-        **site_kwargs,
+        **site_kwargs: Any,
     ) -> None:
         super().__init__(input_dim, latent_dim, **site_kwargs)
         self.encoder = MLP(input_dim, hidden_dims, 2 * latent_dim, activation)

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from pyro import poutine
@@ -57,7 +57,7 @@ def _no_examples(args: tuple, kwargs: dict) -> str:
             f"pass at least one example")
 
 
-def guide_and_model_traces(model: Callable, guide: Callable, *args, **kwargs) -> tuple[Trace, Trace]:
+def guide_and_model_traces(model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> tuple[Trace, Trace]:
     """Trace ``guide(*args, **kwargs)``, then ``model`` replayed against it; returns ``(guide_trace, model_trace)``.
 
     Nothing is learned or recorded, and the random number streams are left as they were: both
@@ -132,7 +132,7 @@ def check_trace_sites(guide_trace: Trace, model_trace: Trace) -> None:
         raise ValueError(mismatch)
 
 
-def check_guide_sites(model: Callable, guide: Callable, *args, **kwargs) -> None:
+def check_guide_sites(model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> None:
     """Run ``guide`` and ``model`` once on ``(*args, **kwargs)`` and compare their sample sites.
 
     Works with any guide (pyro_lvm families, autoguides, functions). Nothing is learned or

@@ -9,7 +9,7 @@ report it as the hard ELBO. For an importance-sampled ``log p(x)`` use
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import pyro.distributions as dist
 import torch
@@ -36,7 +36,7 @@ class AmortizedDelta(AmortizedGuide):
         latent_dim: int,
         hidden_dims: Sequence[int] = (200, 200),
         activation: str = "tanh",
-        **site_kwargs,
+        **site_kwargs: Any,
     ) -> None:
         super().__init__(input_dim, latent_dim, **site_kwargs)
         self.encoder = MLP(input_dim, hidden_dims, latent_dim, activation)
@@ -45,7 +45,7 @@ class AmortizedDelta(AmortizedGuide):
         """``(point,)``, shape (N, latent_dim)."""
         return (self.encoder(x),)
 
-    def distribution_from(self, params) -> dist.Distribution:
+    def distribution_from(self, params: tuple[torch.Tensor, ...]) -> dist.Distribution:
         (point,) = params
         return dist.Delta(point, event_dim=1)
 
@@ -73,6 +73,6 @@ class DeltaProposal(AmortizedGuide):
     def local_params(self, x: torch.Tensor) -> tuple[torch.Tensor]:
         return self._point_guide[0].local_params(x)
 
-    def distribution_from(self, params) -> dist.Distribution:
+    def distribution_from(self, params: tuple[torch.Tensor, ...]) -> dist.Distribution:
         (point,) = params
         return dist.Normal(point, torch.full_like(point, self.scale)).to_event(1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import pyro.distributions as dist
 import torch
@@ -43,7 +43,7 @@ class AmortizedIAF(AmortizedGuide):
         flow_hidden_dims: Sequence[int] | None = None,
         hidden_dims: Sequence[int] = (200, 200),
         activation: str = "tanh",
-        **site_kwargs,
+        **site_kwargs: Any,
     ) -> None:
         super().__init__(input_dim, latent_dim, **site_kwargs)
         if not isinstance(num_flows, int) or num_flows < 1:
@@ -66,7 +66,7 @@ class AmortizedIAF(AmortizedGuide):
         out = self.encoder(x)
         return out[..., :d], out[..., d : 2 * d], out[..., 2 * d :]
 
-    def distribution_from(self, params) -> dist.Distribution:
+    def distribution_from(self, params: tuple[torch.Tensor, ...]) -> dist.Distribution:
         loc, raw_scale, context = params
         base = dist.Normal(loc, F.softplus(raw_scale) + 1e-5).to_event(1)
         return dist.TransformedDistribution(base, [flow.condition(context) for flow in self.flows])

@@ -12,6 +12,8 @@ guide and of the amortization gap.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import pyro
 import torch
 from pyro import poutine
@@ -46,7 +48,7 @@ class LocalGuide(PyroModule):
         self.params = torch.nn.ParameterList(torch.nn.Parameter(p.detach().clone()) for p in params)
 
     @classmethod
-    def initial(cls, family: AmortizedGuide, num_examples: int, init_scale: float = 0.1, **kwargs) -> "LocalGuide":
+    def initial(cls, family: AmortizedGuide, num_examples: int, init_scale: float = 0.1, **kwargs: Any) -> LocalGuide:
         """Rows at ``q(z_n) = N(0, init_scale^2 I)`` for a diagonal-Gaussian family (``loc``, ``raw_scale``)."""
         if not isinstance(num_examples, int) or num_examples < 1:
             raise ValueError(f"num_examples must be a positive integer, got {num_examples!r}")
@@ -86,7 +88,7 @@ class LocalGuide(PyroModule):
                              f"[{int(index.min())}, {int(index.max())}]")
         return index
 
-    def forward(self, *args, **kwargs) -> torch.Tensor:
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         x = self.family.observed(args, kwargs)
         index = self.index(args, kwargs, x.shape[0])
         rows = tuple(self.params) if index is None else tuple(p[index.to(p.device)] for p in self.params)
@@ -102,16 +104,16 @@ def _params_guide(family: AmortizedGuide, params: tuple[torch.Tensor, ...]):
 
 
 def optimize_local_params(
-    model,
+    model: Callable,
     family: AmortizedGuide,
     params: tuple[torch.Tensor, ...],
-    *args,
+    *args: Any,
     steps: int = 100,
     lr: float = 1e-2,
     optimizer: str = "adam",
     num_particles: int = 1,
     final_lr: float | None = None,
-    **kwargs,
+    **kwargs: Any,
 ) -> tuple[torch.Tensor, ...]:
     """Maximize each example's ELBO over its own parameter rows, the model and the family's globals fixed.
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import pyro.distributions as dist
 import torch
@@ -32,7 +32,7 @@ class AmortizedLowRankNormal(AmortizedGuide):
         rank: int = 2,
         hidden_dims: Sequence[int] = (200, 200),
         activation: str = "tanh",
-        **site_kwargs,
+        **site_kwargs: Any,
     ) -> None:
         super().__init__(input_dim, latent_dim, **site_kwargs)
         if not isinstance(rank, int) or rank < 1:
@@ -46,7 +46,7 @@ class AmortizedLowRankNormal(AmortizedGuide):
         out = self.encoder(x)
         return out[..., :d], out[..., d : 2 * d], out[..., 2 * d :]
 
-    def distribution_from(self, params) -> dist.Distribution:
+    def distribution_from(self, params: tuple[torch.Tensor, ...]) -> dist.Distribution:
         loc, raw_diagonal, factor = params
         factor = factor.reshape(factor.shape[:-1] + (self.latent_dim, self.rank))
         return dist.LowRankMultivariateNormal(loc, factor, F.softplus(raw_diagonal) + 1e-5)

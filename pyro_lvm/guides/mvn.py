@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import pyro.distributions as dist
 import torch
@@ -30,7 +30,7 @@ class AmortizedMultivariateNormal(AmortizedGuide):
         latent_dim: int,
         hidden_dims: Sequence[int] = (200, 200),
         activation: str = "tanh",
-        **site_kwargs,
+        **site_kwargs: Any,
     ) -> None:
         super().__init__(input_dim, latent_dim, **site_kwargs)
         self.num_off_diagonal = latent_dim * (latent_dim - 1) // 2
@@ -55,6 +55,6 @@ class AmortizedMultivariateNormal(AmortizedGuide):
             tril = tril + lower
         return tril
 
-    def distribution_from(self, params) -> dist.Distribution:
+    def distribution_from(self, params: tuple[torch.Tensor, ...]) -> dist.Distribution:
         loc, raw_diagonal, off_diagonal = params
         return dist.MultivariateNormal(loc, scale_tril=self.scale_tril(raw_diagonal, off_diagonal))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from pyro_lvm.guides.amortized import AmortizedGuide, AmortizedNormal
 from pyro_lvm.guides.delta import AmortizedDelta
@@ -50,7 +50,7 @@ GUIDE_FAMILIES: dict[str, Callable[..., AmortizedGuide | LocalGuide]] = {
 NEEDS: dict[str, tuple[str, ...]] = {"local": ("num_examples",), "semi": ("model",)}
 
 
-def make_guide(name: str, input_dim: int, latent_dim: int, **options) -> AmortizedGuide | LocalGuide:
+def make_guide(name: str, input_dim: int, latent_dim: int, **options: Any) -> AmortizedGuide | LocalGuide:
     """Build the guide family ``name`` (see :data:`GUIDE_FAMILIES`; :data:`NEEDS` lists required options).
 
     ``local`` is called with the example ids: ``guide(x, index)`` (the model takes them too).

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
+from torch.distributions import Distribution
 
 from pyro_lvm.guides.amortized import AmortizedGuide
 from pyro_lvm.guides.local import optimize_local_params
@@ -55,10 +56,10 @@ class SemiAmortized(AmortizedGuide):
         """Refined parameters for a model called as ``model(x)``."""
         return self.refine(self.family.local_params(x), (x,), {})
 
-    def distribution_from(self, params):
+    def distribution_from(self, params: tuple[torch.Tensor, ...]) -> Distribution:
         return self.family.distribution_from(params)
 
-    def forward(self, *args, **kwargs) -> torch.Tensor:
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         x = self.observed(args, kwargs)
         params = self.refine(self.family.local_params(x), args, kwargs)
         return self.sample_from(self.distribution_from(params), x.shape[0])

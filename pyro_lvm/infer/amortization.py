@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import pyro
 import torch
@@ -72,7 +72,7 @@ def amortization_gap(
 
 
 @torch.no_grad()
-def posterior_means(guide: Callable, *args, num_samples: int = 100, **kwargs) -> torch.Tensor:
+def posterior_means(guide: Callable, *args: Any, num_samples: int = 100, **kwargs: Any) -> torch.Tensor:
     """``E_q[z | x_n]`` for every example, shape (N, latent_dim), of the guide's site ``guide.site``.
 
     Exact where the guide's distribution has a closed-form mean (Gaussian families, points);

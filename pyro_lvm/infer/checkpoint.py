@@ -75,7 +75,7 @@ def check_writable(path: str | os.PathLike) -> None:
         raise ValueError(f"checkpoint={os.fspath(path)!r} cannot be written: {e}") from e
 
 
-def atomic_save(obj, path: str | os.PathLike) -> None:
+def atomic_save(obj: object, path: str | os.PathLike) -> None:
     """``torch.save(obj, path)`` through a temporary file and ``os.replace``; first deletes the
     temporary files of ``path`` that killed processes left behind."""
     path = Path(path)
@@ -93,7 +93,7 @@ def atomic_save(obj, path: str | os.PathLike) -> None:
             tmp.unlink()
 
 
-def load_checkpoint(path: str | os.PathLike, keys: tuple[str, ...], map_location=None) -> dict:
+def load_checkpoint(path: str | os.PathLike, keys: tuple[str, ...], map_location: str | torch.device | None = None) -> dict:
     """Read a :func:`~pyro_lvm.infer.train` checkpoint.
 
     :param keys: the entries the caller needs.

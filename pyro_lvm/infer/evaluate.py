@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Callable
+from typing import Any, Callable
 
 import pyro
 import pyro.distributions as dist
@@ -140,7 +140,7 @@ def _log_weights(model, guide, args, kwargs, num_samples: int, plate: str, nesti
 
 
 def log_importance_weights(
-    model: Callable, guide: Callable, *args, num_samples: int = 1, plate: str = "data", **kwargs
+    model: Callable, guide: Callable, *args: Any, num_samples: int = 1, plate: str = "data", **kwargs: Any
 ) -> torch.Tensor:
     """``log p(x_n, z^(s)) - log q(z^(s) | x_n)`` for ``num_samples`` guide draws, vectorized.
 
@@ -169,11 +169,11 @@ def _chunked_weights(model, guide, args, kwargs, num_samples, chunk_size, plate,
 def importance_log_likelihood(
     model: Callable,
     guide: Callable,
-    *args,
+    *args: Any,
     num_samples: int = 1000,
     chunk_size: int = 100,
     plate: str = "data",
-    **kwargs,
+    **kwargs: Any,
 ) -> torch.Tensor:
     """Importance-sampled ``log p(x_n)`` for every example ``n`` of the data plate.
 
@@ -202,11 +202,11 @@ def importance_log_likelihood(
 def per_example_elbo(
     model: Callable,
     guide: Callable,
-    *args,
+    *args: Any,
     num_samples: int = 1,
     chunk_size: int = 100,
     plate: str = "data",
-    **kwargs,
+    **kwargs: Any,
 ) -> torch.Tensor:
     """Monte Carlo ELBO ``E_q[log p(x_n, z) - log q(z | x_n)]`` per example, shape (N,), nats.
 

@@ -18,6 +18,8 @@ closed-form hard EM.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 from pyro import poutine
 from pyro.infer import infer_discrete
@@ -64,7 +66,7 @@ class HardEM(ELBO):
                 )
         return guide_trace
 
-    def map_trace(self, model, guide, *args, **kwargs) -> poutine.Trace:
+    def map_trace(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> poutine.Trace:
         """Run the model with its enumerated sites at their joint MAP values.
 
         :returns: a trace of ``model(*args, **kwargs)`` (guide sites replayed from one guide sample)
@@ -104,7 +106,7 @@ class HardEM(ELBO):
                     check_site_shape(site, self.max_plate_nesting)
         return model_trace, guide_trace
 
-    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+    def differentiable_loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
         """``-log p(x, z*, c)`` averaged over ``num_particles``, as a differentiable scalar tensor."""
         if self.max_plate_nesting == float("inf"):
             self._guess_max_plate_nesting(model, guide, args, kwargs)
@@ -114,12 +116,12 @@ class HardEM(ELBO):
         warn_if_nan(loss, "loss")
         return loss
 
-    def loss(self, model, guide, *args, **kwargs) -> float:
+    def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
         """``-log p(x, z*, c)`` as a float (no gradients are recorded)."""
         with torch.no_grad():
             return torch_item(self.differentiable_loss(model, guide, *args, **kwargs))
 
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+    def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
         """The loss as a float; its gradient is accumulated in the ``.grad`` of every parameter used."""
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
         if torch.is_tensor(loss) and loss.requires_grad:

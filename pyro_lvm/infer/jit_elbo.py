@@ -12,6 +12,7 @@ with a smaller last batch) and then replays the trace without Pyro's per-step Py
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any, Callable
 
 import pyro.infer
 import torch
@@ -34,14 +35,14 @@ class JitTraceMeanField_ELBO(pyro.infer.JitTraceMeanField_ELBO):
     :param int cache_size: compiled traces to keep (default 8).
     """
 
-    def __init__(self, *args, cache_size: int = 8, **kwargs) -> None:
+    def __init__(self, *args: Any, cache_size: int = 8, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not isinstance(cache_size, int) or cache_size < 1:
             raise ValueError(f"cache_size must be a positive integer, got {cache_size!r}")
         self.cache_size = cache_size
         self._compiled: OrderedDict = OrderedDict()
 
-    def differentiable_loss(self, model, guide, *args, **kwargs):
+    def differentiable_loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
         """The negative ELBO as a differentiable scalar tensor, from the compiled trace."""
         shapes = tuple(tuple(a.shape) if torch.is_tensor(a) else None for a in args)
         try:

@@ -19,7 +19,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 import pyro
@@ -42,6 +42,9 @@ from pyro_lvm.infer.checkpoint import (
     restore_param_store,
     restore_rng_state,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["train", "load_weights", "History", "TrainingDiverged", "ParamSnapshot", "svi_step", "as_batch_source"]
 
@@ -114,7 +117,7 @@ class History:
         """Wall-clock seconds of all recorded epochs, the epochs a resumed run inherited included."""
         return sum(record["seconds"] for record in self.epochs)
 
-    def plot(self, ax=None, label: str | None = None, ylabel: str = "loss per example (nats)"):
+    def plot(self, ax: Axes | None = None, label: str | None = None, ylabel: str = "loss per example (nats)") -> Axes:
         """Draw the training loss against the step (per-step losses averaged over about 100
         windows) and the validation loss at the end of each epoch that has one; returns the
         matplotlib axes (a new figure's when ``ax`` is None). ``label`` prefixes the legend
@@ -190,7 +193,9 @@ def _check_tensors(tensors: Sequence, name: str) -> tuple[torch.Tensor, ...]:
     return tensors
 
 
-def as_batch_source(data, batch_size: int, shuffle: bool, device: torch.device, name: str = "data"):
+def as_batch_source(
+    data: torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray] | Iterable, batch_size: int, shuffle: bool, device: torch.device, name: str = "data"
+) -> Iterable[tuple]:
     """Turn ``data`` into re-iterable batches on ``device``.
 
     ``data`` is a tensor or NumPy array (converted with ``torch.as_tensor``, dtype kept), a tuple
@@ -243,7 +248,9 @@ def _restore_weights(state: dict, modules: list[torch.nn.Module], checkpoint) ->
     restore_param_store(state["param_store"])
 
 
-def load_weights(checkpoint: str | os.PathLike, model, guide, device=None) -> History:
+def load_weights(
+    checkpoint: str | os.PathLike, model: Callable, guide: Callable, device: str | torch.device | None = None
+) -> History:
     """Start ``model`` and ``guide`` from the weights in a :func:`train` checkpoint, and take
     nothing else from it: no optimizer state, random state or epoch count. A run begun after this
     has its own objective and schedule, e.g. IWAE training that continues ELBO pretraining
@@ -260,7 +267,15 @@ def load_weights(checkpoint: str | os.PathLike, model, guide, device=None) -> Hi
     return History(**state["history"])
 
 
-def svi_step(model, guide, loss, optimizer, batch: tuple, kwargs: dict, snapshot: ParamSnapshot | None = None) -> float:
+def svi_step(
+    model: Callable,
+    guide: Callable,
+    loss: pyro.infer.ELBO,
+    optimizer: pyro.optim.PyroOptim | torch.optim.Optimizer,
+    batch: tuple,
+    kwargs: dict,
+    snapshot: ParamSnapshot | None = None,
+) -> float:
     """One SVI step, like :meth:`pyro.infer.SVI.step`, that refuses to apply a non-finite loss.
 
     :param optimizer: a ``pyro.optim`` optimizer (one torch optimizer per parameter, the
@@ -444,7 +459,7 @@ def _validation_loss(model, guide, loss, batches, kwargs: dict) -> float:
 def train(
     model: Callable,
     guide: Callable,
-    data,
+    data: torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray] | Iterable,
     *,
     loss: pyro.infer.ELBO | None = None,
     optimizer: pyro.optim.PyroOptim | torch.optim.Optimizer | None = None,
@@ -456,7 +471,7 @@ def train(
     device: str | torch.device | None = None,
     beta: float | Callable[[int], float] = 1.0,
     batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    val_data=None,
+    val_data: torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray] | Iterable | None = None,
     val_every: int = 1,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 1,

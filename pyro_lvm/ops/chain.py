@@ -238,7 +238,14 @@ class BandedTransition:
         ahead = [self.logits[..., 0]] + [F.pad(self.logits[..., j:, j], (0, j), value=FLOOR) for j in range(1, d)]
         self._ahead = torch.stack(ahead, -1)
 
-    def messages(self, init, emissions, lengths, final=None, semiring: str = "log"):
+    def messages(
+        self,
+        init: torch.Tensor,
+        emissions: torch.Tensor,
+        lengths: torch.Tensor,
+        final: torch.Tensor | None = None,
+        semiring: str = "log",
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """:func:`chain_forward`'s messages and, given ``final``, the backward messages
         ``beta[t, n, k]`` (log total weight of the frames after ``t`` given state ``k`` at ``t``),
         from one loop over frames that runs both directions as one batch.
@@ -267,7 +274,9 @@ class BandedTransition:
         return history[:, :n] + e, betas
 
     @torch.no_grad()
-    def best_path(self, init, emissions, lengths, final) -> tuple[torch.Tensor, torch.Tensor]:
+    def best_path(
+        self, init: torch.Tensor, emissions: torch.Tensor, lengths: torch.Tensor, final: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The most probable path by a max-product pass that keeps the best move into every state
         (backpointers) and a backtrace along them: :func:`chain_forward` with ``semiring="max"``
         and :func:`chain_backtrack` at ``temperature=0``, with fewer operations per frame.

@@ -25,7 +25,7 @@ outputs, ``targets`` (N, S) padded, ``input_lengths`` and ``target_lengths`` (N,
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -236,8 +236,8 @@ def _native_log_likelihood(inputs: _Inputs, blank: int, zero_infinity: bool) -> 
 def ctc_log_likelihood(
     log_probs: torch.Tensor,
     targets: torch.Tensor,
-    input_lengths,
-    target_lengths,
+    input_lengths: torch.Tensor | Sequence[int],
+    target_lengths: torch.Tensor | Sequence[int],
     blank: int = 0,
     method: str = "native",
     zero_infinity: bool = False,
@@ -274,7 +274,9 @@ def ctc_log_likelihood(
     return result
 
 
-def ctc_viterbi(log_probs, targets, input_lengths, target_lengths, blank: int = 0) -> torch.Tensor:
+def ctc_viterbi(
+    log_probs: torch.Tensor, targets: torch.Tensor, input_lengths: torch.Tensor | Sequence[int], target_lengths: torch.Tensor | Sequence[int], blank: int = 0
+) -> torch.Tensor:
     """The most probable alignment of each target, ``argmax_{z: B(z) = y} p(z | x)``.
 
     A max-product forward pass over the alignment chain and a backtrace along the best moves
@@ -292,7 +294,12 @@ def ctc_viterbi(log_probs, targets, input_lengths, target_lengths, blank: int = 
 
 
 def ctc_sample_alignments(
-    log_probs, targets, input_lengths, target_lengths, blank: int = 0, num_samples: int = 1
+    log_probs: torch.Tensor,
+    targets: torch.Tensor,
+    input_lengths: torch.Tensor | Sequence[int],
+    target_lengths: torch.Tensor | Sequence[int],
+    blank: int = 0,
+    num_samples: int = 1,
 ) -> torch.Tensor:
     """Alignments drawn from the posterior ``p(z | y, x)`` by forward-filtering backward-sampling
     (what ``infer_discrete(temperature=1)`` does on :func:`ctc_alignment_model`).
@@ -312,7 +319,9 @@ def ctc_sample_alignments(
     return labels.masked_fill(~feasible.unsqueeze(-1), -1)
 
 
-def ctc_posterior_marginals(log_probs, targets, input_lengths, target_lengths, blank: int = 0) -> torch.Tensor:
+def ctc_posterior_marginals(
+    log_probs: torch.Tensor, targets: torch.Tensor, input_lengths: torch.Tensor | Sequence[int], target_lengths: torch.Tensor | Sequence[int], blank: int = 0
+) -> torch.Tensor:
     """Per-frame posterior over labels, ``p(z_t = c | y, x)``.
 
     :returns: (T, N, C); each frame's row sums to 1 before the input length and is 0 after it
@@ -325,7 +334,9 @@ def ctc_posterior_marginals(log_probs, targets, input_lengths, target_lengths, b
     return torch.zeros_like(inputs.log_probs).scatter_add_(2, index, by_position)
 
 
-def ctc_viterbi_log_likelihood(log_probs, targets, input_lengths, target_lengths, blank: int = 0) -> torch.Tensor:
+def ctc_viterbi_log_likelihood(
+    log_probs: torch.Tensor, targets: torch.Tensor, input_lengths: torch.Tensor | Sequence[int], target_lengths: torch.Tensor | Sequence[int], blank: int = 0
+) -> torch.Tensor:
     """``log p(z* | x)`` for the Viterbi alignment ``z*`` of each target (held fixed): the
     objective that Viterbi training (hard EM) maximizes, differentiable in ``log_probs``.
 
@@ -356,7 +367,7 @@ def ctc_collapse(alignments: torch.Tensor, blank: int = 0) -> list[list[int]]:
     return out
 
 
-def ctc_greedy_decode(log_probs: torch.Tensor, input_lengths, blank: int = 0) -> list[list[int]]:
+def ctc_greedy_decode(log_probs: torch.Tensor, input_lengths: torch.Tensor | Sequence[int], blank: int = 0) -> list[list[int]]:
     """Best-path decoding: collapse the per-frame argmax labels (frames past each length ignored).
 
     :param log_probs: (T, N, C) log-probabilities or logits (unnormalized is fine here); NaN or
@@ -377,7 +388,7 @@ def _edit_distance(a: list[int], b: list[int]) -> int:
     return row[-1]
 
 
-def ctc_label_error_rate(decoded: list[list[int]], targets: torch.Tensor, target_lengths) -> float:
+def ctc_label_error_rate(decoded: list[list[int]], targets: torch.Tensor, target_lengths: torch.Tensor | Sequence[int]) -> float:
     """Label error rate: total Levenshtein distance (substitutions, insertions, deletions) between
     the decoded strings and the targets, divided by the total target length.
 

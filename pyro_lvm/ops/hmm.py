@@ -13,9 +13,11 @@ Logits are normalized here as DiscreteHMM does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
+from torch.distributions import Distribution
 
 from pyro_lvm.ops.chain import DenseTransition, chain_backtrack, chain_forward, chain_marginals, chain_total
 
@@ -69,7 +71,13 @@ def _hmm_chain(initial_logits, transition_logits, observation_dist, value, lengt
     return _Chain(init, emissions.transpose(0, 1), DenseTransition(trans), final, lengths.long())
 
 
-def hmm_log_likelihood(initial_logits, transition_logits, observation_dist, value, lengths=None) -> torch.Tensor:
+def hmm_log_likelihood(
+    initial_logits: torch.Tensor,
+    transition_logits: torch.Tensor,
+    observation_dist: Distribution,
+    value: torch.Tensor,
+    lengths: torch.Tensor | Sequence[int] | None = None,
+) -> torch.Tensor:
     """``log p(x_{0:T_n})`` per sequence, summing over state paths.
 
     :param initial_logits: (K,) or (N, K) logits of the state before the first observation.
@@ -89,7 +97,13 @@ def _mask(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def hmm_viterbi(initial_logits, transition_logits, observation_dist, value, lengths=None) -> torch.Tensor:
+def hmm_viterbi(
+    initial_logits: torch.Tensor,
+    transition_logits: torch.Tensor,
+    observation_dist: Distribution,
+    value: torch.Tensor,
+    lengths: torch.Tensor | Sequence[int] | None = None,
+) -> torch.Tensor:
     """The most probable state path (max-product forward pass and backtrace).
 
     :returns: LongTensor (N, T) of states, ``-1`` past each length.
@@ -100,7 +114,14 @@ def hmm_viterbi(initial_logits, transition_logits, observation_dist, value, leng
 
 
 @torch.no_grad()
-def hmm_sample_states(initial_logits, transition_logits, observation_dist, value, lengths=None, num_samples: int = 1):
+def hmm_sample_states(
+    initial_logits: torch.Tensor,
+    transition_logits: torch.Tensor,
+    observation_dist: Distribution,
+    value: torch.Tensor,
+    lengths: torch.Tensor | Sequence[int] | None = None,
+    num_samples: int = 1,
+) -> torch.Tensor:
     """State paths drawn from the posterior ``p(z | x)`` by forward-filtering backward-sampling.
 
     :returns: LongTensor (num_samples, N, T) of states, ``-1`` past each length.
@@ -113,7 +134,13 @@ def hmm_sample_states(initial_logits, transition_logits, observation_dist, value
     return _mask(paths, chain.lengths)
 
 
-def hmm_posterior_marginals(initial_logits, transition_logits, observation_dist, value, lengths=None) -> torch.Tensor:
+def hmm_posterior_marginals(
+    initial_logits: torch.Tensor,
+    transition_logits: torch.Tensor,
+    observation_dist: Distribution,
+    value: torch.Tensor,
+    lengths: torch.Tensor | Sequence[int] | None = None,
+) -> torch.Tensor:
     """Per-frame posterior ``p(z_t = k | x)``.
 
     :returns: (N, T, K); rows past each length are 0.
