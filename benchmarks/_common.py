@@ -38,6 +38,7 @@ __all__ = [
     "row",
     "setup",
     "timed",
+    "write_markdown",
     "write_results",
 ]
 
@@ -175,13 +176,17 @@ def _fmt(value) -> str:
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -> str:
-    """A GitHub Markdown table of ``rows`` (columns: ``case``, ``device`` and the metrics by default)."""
+    """A GitHub Markdown table of ``rows``, one column per field.
+
+    :param columns: the fields to show, in order (a field named twice is shown once); default:
+        ``case``, ``device`` and every metric of any row, in order of first appearance.
+    """
     if not rows:
         return "_no rows_\n"
     if columns is None:
         skip = set(ID_KEYS) - {"case", "device"} | {"python"}
-        columns = [k for k in rows[0] if k not in skip]
-        columns += [k for r in rows[1:] for k in r if k not in skip and k not in columns]
+        columns = [k for r in rows for k in r if k not in skip]
+    columns = list(dict.fromkeys(columns))
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
@@ -195,6 +200,18 @@ def _describe(rows: Sequence[dict]) -> str:
         if line not in seen:
             seen.append(line)
     return "\n".join(seen) + "\n"
+
+
+def write_markdown(
+    name: str, rows: Sequence[dict], out: str | Path, columns: Sequence[str] | None = None, head: str | None = None
+) -> Path:
+    """Write ``out/<name>.md``: ``head`` (default: ``## <name>`` and the devices of ``rows``), then
+    :func:`markdown_table` of ``rows`` and ``columns``. Returns its path."""
+    path = Path(out) / f"{name}.md"
+    if head is None:
+        head = f"## {name}\n\n{_describe(rows)}\n"
+    path.write_text(head + markdown_table(rows, columns))
+    return path
 
 
 def write_results(name: str, rows: list[dict], out: str | Path) -> Path:
@@ -214,5 +231,5 @@ def write_results(name: str, rows: list[dict], out: str | Path) -> Path:
             kept = []
     all_rows = kept + rows
     write_json(all_rows, path)
-    (out / f"{name}.md").write_text(f"## {name}\n\n{_describe(all_rows)}\n{markdown_table(all_rows)}")
+    write_markdown(name, all_rows, out)
     return path

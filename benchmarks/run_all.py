@@ -5,7 +5,9 @@
     python benchmarks/run_all.py --report-only           # tables and plots from the JSON already there
 
 Each benchmark writes ``OUT/<name>.json`` (rows from other devices are kept, so CPU and CUDA
-results share a file); the README tables and ``OUT/<name>.png`` are made from those files.
+results share a file) and its table ``OUT/<name>.md``; the README tables and ``OUT/<name>.png``
+are made from those files, and ``--report-only`` rebuilds them and the ``.md`` tables without
+running anything.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import RESULTS_DIR, markdown_table  # noqa: E402
+from _common import RESULTS_DIR, markdown_table, write_markdown  # noqa: E402
 
 from pyro_lvm.runs import nonnegative_int  # noqa: E402
 
-__all__ = ["BENCHMARKS", "build_parser", "main", "write_report"]
+__all__ = ["BENCHMARKS", "build_parser", "main", "write_report", "write_tables"]
 
 #: name -> (headline metric to plot, columns of the README table, takes --smoke/--threads); a
 #: benchmark without a metric draws its own plot, and one without columns shows every column
@@ -256,6 +258,30 @@ def _plot(name: str, rows: list[dict], metric: str, out: Path) -> Path | None:
     return path
 
 
+def _table_columns(bench: str | None) -> list[str] | None:
+    """The columns of a benchmark's own ``.md`` table: its module's ``TABLE_COLUMNS``, else every field."""
+    if bench is None or not (HERE / f"{bench}.py").exists():
+        return None
+    return getattr(_load(bench), "TABLE_COLUMNS", None)
+
+
+def write_tables(results: Path = RESULTS_DIR) -> list[Path]:
+    """Rebuild every ``results/<name>.md`` table from ``results/<name>.json`` without running a
+    benchmark. The text above a table (the device lines, or a benchmark's own notes) is kept;
+    a missing ``.md`` gets the default head of :func:`_common.write_markdown`."""
+    written = []
+    for path in sorted(results.glob("*.json")):
+        rows = json.loads(path.read_text())
+        md = path.with_suffix(".md")
+        head = None
+        if md.exists():
+            text = md.read_text()
+            start = text.find("\n| ")
+            head = text[: start + 1] if start >= 0 else None
+        written.append(write_markdown(path.stem, rows, results, _table_columns(_benchmark_of(path.stem)), head))
+    return written
+
+
 def write_report(results: Path = RESULTS_DIR, readme: Path = HERE / "README.md", analysis: str = ANALYSIS) -> Path:
     """Rebuild ``readme`` (tables) and ``results/<name>.png`` from ``results/*.json``."""
     parts = [README_HEAD]
@@ -265,8 +291,8 @@ def write_report(results: Path = RESULTS_DIR, readme: Path = HERE / "README.md",
         name, bench = path.stem, _benchmark_of(path.stem)
         rows = json.loads(path.read_text())
         metric, columns, _ = BENCHMARKS.get(bench, (None, None, False))
-        if bench and columns is None and (HERE / f"{bench}.py").exists():
-            columns = getattr(_load(bench), "TABLE_COLUMNS", None)
+        if columns is None:
+            columns = _table_columns(bench)
         if bench not in seen:
             parts.append(SECTIONS.get(bench, f"## {name}\n"))
             seen.add(bench)
@@ -304,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=nonnegative_int, default=1,
                    help="torch CPU threads for the benchmarks that take it; 0: torch's default (default: 1)")
     p.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run only these benchmarks")
-    p.add_argument("--report-only", action="store_true", help="only rebuild README.md and the plots from the JSON in --out")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: rebuild README.md, the <name>.md tables and the plots from the JSON in --out")
     p.add_argument("--readme", default=str(HERE / "README.md"), help="README to regenerate (default: benchmarks/README.md)")
     return p
 
@@ -326,6 +353,8 @@ def main(argv: list[str] | None = None) -> None:
                 argv_b += ["--threads", str(args.threads)] + (["--smoke"] if args.smoke else [])
             print(f"== {name} {' '.join(argv_b)}", flush=True)
             _load(name).main(argv_b)
+    else:
+        write_tables(out)
     readme = write_report(out, Path(args.readme))
     print(f"wrote {readme} and the plots in {out}")
 

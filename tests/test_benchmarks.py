@@ -74,6 +74,32 @@ def test_every_benchmark_runs_and_writes_rows(tmp_path):
     assert all(r["value_max_diff"] < 1e-3 and r["grad_max_diff"] < 1e-4 for r in ctc)
 
 
+def test_tables_have_one_column_per_field(tmp_path):
+    def header(table: str) -> list[str]:
+        return [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
+
+    # fields that only later rows have, in several of them (a peer's extra fields), and a repeated request
+    rows = [{"case": "a", "device": "cpu", "ratio": 1.0}] + [
+        {"case": f"peer {i}", "device": "cpu", "ratio": 2.0, "peer": "jax", "jax_s": 0.5} for i in range(3)
+    ]
+    assert header(_common.markdown_table(rows)) == ["case", "device", "ratio", "peer", "jax_s"]
+    assert header(_common.markdown_table(rows, ["case", "ratio", "case"])) == ["case", "ratio"]
+    assert "| peer 2 | cpu | 2 | jax | 0.5 |" in _common.markdown_table(rows)
+    # --report-only rebuilds every results/<name>.md from its JSON, keeping the text above the table
+    (tmp_path / "b.json").write_text(json.dumps([{**r, "device_name": "X", "torch": "t", "pyro": "p"} for r in rows]))
+    (tmp_path / "b.md").write_text("## b\n\nnotes\n\n| case | peer | peer |\n|---|---|---|\n| a |  |  |\n")
+    run_all.main(["--report-only", "--out", str(tmp_path), "--readme", str(tmp_path / "README.md")])
+    text = (tmp_path / "b.md").read_text()
+    assert text.startswith("## b\n\nnotes\n\n| case | device | ratio | peer | jax_s |")
+    # and the committed tables have one column per field
+    for table in [*(BENCHMARKS / "results").glob("*.md"), BENCHMARKS / "README.md"]:
+        for line in table.read_text().splitlines():
+            if line.startswith("| ") and not line.startswith("|---"):
+                cols = header(line)
+                if cols[0] == "case":
+                    assert len(cols) == len(set(cols)), (table.name, cols)
+
+
 def test_result_files_map_to_their_benchmark():
     assert run_all._benchmark_of("gmm_em") == "gmm_em"
     assert run_all._benchmark_of("guide_families_cuda") == "guide_families"
