@@ -1,4 +1,4 @@
-"""Mixture EM: ``pyro_lvm.models.GaussianMixture`` against scikit-learn's ``GaussianMixture``.
+"""Mixture EM: ``pyro_lvm.estimators.GaussianMixture`` against scikit-learn's ``GaussianMixture``.
 
 Both fit the same synthetic data (a mixture with known, well separated components) from the
 same starting point (``means_init``, ``weights_init``, ``precisions_init``: K data points
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from sklearn.mixture import GaussianMixture as SkGaussianMixture
     from threadpoolctl import threadpool_limits
 
-    from pyro_lvm.models import GaussianMixture
+    from pyro_lvm.estimators import GaussianMixture
 
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.float64 if device.type == "cpu" else torch.float32)
     cases = SMOKE_CASES if args.smoke else QUICK_CASES if args.quick else FULL_CASES

@@ -25,7 +25,7 @@ import torch
 
 from pyro_lvm import runs
 from pyro_lvm.diagnostics import compare_mixtures, plot_mixture, plot_model_selection
-from pyro_lvm.models import GaussianMixture
+from pyro_lvm.estimators import GaussianMixture
 
 METHODS = ("em", "hard_em", "svi")
 REAL_SETS = ("iris", "wine", "breast_cancer")
@@ -204,8 +204,9 @@ def main(argv=None) -> None:
     # model selection on (a subsample of) the synthetic set: LOO beside BIC
     idx = rng.choice(len(X_syn), size=min(args.selection_points, len(X_syn)), replace=False)
     t0 = time.perf_counter()
-    selection = compare_mixtures(X_syn[idx], range(1, args.max_k + 1), args.covariance_type, method=args.posterior,
-                                 random_state=args.seed, num_samples=args.num_samples,
+    mixtures = [GaussianMixture(k, args.covariance_type, prior="weak", n_init=3, random_state=args.seed)
+                for k in range(1, args.max_k + 1)]
+    selection = compare_mixtures(X_syn[idx], mixtures, method=args.posterior, num_samples=args.num_samples,
                                  **({"warmup_steps": args.warmup} if args.posterior == "nuts" else {"svi_steps": args.svi_steps}))
     fig, ax = plt.subplots(figsize=(7, 4))
     plot_model_selection(selection, ax)

@@ -8,10 +8,11 @@ loaders work offline (``pyro_lvm.data``).
 
 __version__ = "0.1.0"
 
-from pyro_lvm import data, diagnostics, distributions, guides, infer, models, ops  # noqa: E402
+from pyro_lvm import data, diagnostics, distributions, estimators, guides, infer, models, ops  # noqa: E402
+from pyro_lvm.estimators import GaussianMixture  # noqa: E402
 from pyro_lvm.guides import AmortizedNormal  # noqa: E402
 from pyro_lvm.infer import HardEM, bits_per_dim, importance_log_likelihood, per_example_elbo, train  # noqa: E402
-from pyro_lvm.models import DeepLatentGaussian, GaussianMixture  # noqa: E402
+from pyro_lvm.models import DeepLatentGaussian  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -23,6 +24,7 @@ __all__ = [
     "data",
     "diagnostics",
     "distributions",
+    "estimators",
     "guides",
     "importance_log_likelihood",
     "infer",

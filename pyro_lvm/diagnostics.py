@@ -3,7 +3,9 @@
 ArviZ and matplotlib are imported inside the functions that need them, so ``import pyro_lvm``
 stays quick.
 
-Posterior draws over a mixture's global sites come from NUTS on the enumerated model
+The mixtures are :class:`pyro_lvm.estimators.GaussianMixture` estimators (taken as given: this
+module sits beside the estimators and does not import them); their fitted story ``model_`` is what
+NUTS and SVI run. Posterior draws over a mixture's global sites come from NUTS on the enumerated model
 (``z`` summed out exactly; small data sets) or from a Laplace approximation fitted by SVI
 (:class:`~pyro.infer.autoguide.AutoLaplaceApproximation`, fast). Either way the pointwise
 log-likelihoods ``log p(x_n | theta_s)`` go into the ``log_likelihood`` group that
@@ -13,7 +15,7 @@ log-likelihoods ``log p(x_n | theta_s)`` go into the ``log_likelihood`` group th
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pyro
@@ -27,7 +29,7 @@ from pyro.ops.hessian import hessian
 from torch.distributions import biject_to
 
 from pyro_lvm.infer.train import train
-from pyro_lvm.models.gmm import GaussianMixture
+from pyro_lvm.models.gmm import GaussianMixtureModel
 
 __all__ = [
     "compare_mixtures",
@@ -72,7 +74,7 @@ def to_inference_data(samples: dict, log_likelihood, observed=None, obs_name: st
 
 
 def mixture_posterior(
-    gmm: GaussianMixture,
+    gmm,
     X,
     method: str = "nuts",
     num_samples: int = 200,
@@ -83,12 +85,12 @@ def mixture_posterior(
     lr: float = 0.05,
     progress: bool = False,
 ):
-    """Posterior draws over the global sites of ``gmm.model`` and their pointwise log-likelihoods.
+    """Posterior draws over the global sites of ``gmm.model_`` and their pointwise log-likelihoods.
 
     The mixture is first fitted by EM (its ``prior`` should be ``"weak"``: NUTS needs a proper
     posterior); NUTS starts there, the Laplace approximation takes the MAP by SVI from there.
 
-    :param gmm: an unfitted or fitted :class:`~pyro_lvm.models.GaussianMixture` (refitted by EM).
+    :param gmm: an unfitted or fitted :class:`~pyro_lvm.estimators.GaussianMixture` (refitted by EM).
     :param X: data ``(N, D)``.
     :param method: ``"nuts"`` (``num_chains`` chains of ``num_samples`` after ``warmup_steps``,
         ``z`` enumerated; trajectories of at most ``2**max_tree_depth`` leapfrog steps, which bounds
@@ -102,22 +104,23 @@ def mixture_posterior(
         raise ValueError(f"gmm.prior is {gmm.prior!r}; posterior sampling needs proper priors: GaussianMixture(..., prior='weak')")
     gmm.fit(X)
     Xt = gmm._as_tensor(X)
-    start = gmm.fitted_sites()
+    story = gmm.model_
+    start = story.sites()
     if method == "nuts":
-        kernel = NUTS(gmm.model, max_plate_nesting=1, init_strategy=init_to_value(values=start),
+        kernel = NUTS(story.model, max_plate_nesting=1, init_strategy=init_to_value(values=start),
                       max_tree_depth=max_tree_depth, jit_compile=True, ignore_jit_warnings=True)
         mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps, num_chains=num_chains, disable_progbar=not progress)
         mcmc.run(Xt)
         samples = mcmc.get_samples(group_by_chain=True)
     else:
-        samples = _laplace_draws(gmm, Xt, start, num_samples, svi_steps, lr, progress)
+        samples = _laplace_draws(story, Xt, start, num_samples, svi_steps, lr, progress)
     flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
     chains, draws = next(iter(samples.values())).shape[:2]
-    log_lik = gmm.log_likelihood_draws(Xt, flat).reshape(chains, draws, -1)
+    log_lik = story.log_likelihood_draws(Xt, flat).reshape(chains, draws, -1)
     return to_inference_data(samples, log_lik, observed=Xt)
 
 
-def _laplace_draws(gmm: GaussianMixture, X: torch.Tensor, start: dict, num_samples: int, svi_steps: int, lr: float, progress: bool) -> dict:
+def _laplace_draws(story: GaussianMixtureModel, X: torch.Tensor, start: dict, num_samples: int, svi_steps: int, lr: float, progress: bool) -> dict:
     """Draws ``(1, S, ...)`` from a Laplace approximation in the unconstrained space of the global sites.
 
     The mode comes from SVI on the enumerated model (``TraceEnum_ELBO``, so ``z`` is summed out);
@@ -125,11 +128,11 @@ def _laplace_draws(gmm: GaussianMixture, X: torch.Tensor, start: dict, num_sampl
     ``AutoLaplaceApproximation.laplace_approximation`` replays the model without enumeration,
     which would sample ``z`` instead of summing it out.)
     """
-    guide = AutoLaplaceApproximation(poutine.block(gmm.model, hide=["z"]), init_loc_fn=init_to_value(values=start))
+    guide = AutoLaplaceApproximation(poutine.block(story.model, hide=["z"]), init_loc_fn=init_to_value(values=start))
     loss = TraceEnum_ELBO(max_plate_nesting=1)
     with pyro.get_param_store().scope():
-        train(gmm.model, guide, X, loss=loss, lr=lr, steps=svi_steps, batch_size=X.shape[0], shuffle=False, progress=progress)
-        precision = hessian(loss.differentiable_loss(gmm.model, guide, X), guide.loc).detach()
+        train(story.model, guide, X, loss=loss, lr=lr, steps=svi_steps, batch_size=X.shape[0], shuffle=False, progress=progress)
+        precision = hessian(loss.differentiable_loss(story.model, guide, X), guide.loc).detach()
         loc = guide.loc.detach()
     precision = 0.5 * (precision + precision.mT)
     if int(torch.linalg.cholesky_ex(precision).info) != 0:
@@ -138,18 +141,13 @@ def _laplace_draws(gmm: GaussianMixture, X: torch.Tensor, start: dict, num_sampl
     return {site["name"]: biject_to(site["fn"].support)(u).unsqueeze(0) for site, u in guide._unpack_latent(latent)}
 
 
-def compare_mixtures(
-    X,
-    n_components: Sequence[int] = range(1, 7),
-    covariance_type: str = "full",
-    method: str = "nuts",
-    random_state: int | None = 0,
-    **posterior_kwargs,
-) -> dict:
+def compare_mixtures(X, mixtures: Sequence, method: str = "nuts", **posterior_kwargs) -> dict:
     """Compare mixtures with ``K`` components by LOO (``az.compare``) and by BIC.
 
     :param X: data ``(N, D)``.
-    :param n_components: the ``K`` to compare.
+    :param mixtures: the :class:`~pyro_lvm.estimators.GaussianMixture` estimators to compare, one per
+        ``K`` (their ``n_components``), with ``prior="weak"``, e.g.
+        ``[GaussianMixture(k, prior="weak", n_init=3, random_state=0) for k in range(1, 7)]``.
     :param method: posterior draws by ``"nuts"`` or ``"laplace"`` (see :func:`mixture_posterior`).
     :param posterior_kwargs: passed on to :func:`mixture_posterior`.
     :returns: ``{"loo": DataFrame from az.compare (index "K=k"), "bic": {k: BIC of the EM fit},
@@ -158,8 +156,10 @@ def compare_mixtures(
     import arviz as az
 
     idata, bic = {}, {}
-    for k in n_components:
-        gmm = GaussianMixture(k, covariance_type, prior="weak", n_init=3, random_state=random_state)
+    for gmm in mixtures:
+        k = gmm.n_components
+        if k in idata:
+            raise ValueError(f"two mixtures with n_components={k}; compare_mixtures compares one mixture per K")
         idata[k] = mixture_posterior(gmm, X, method=method, **posterior_kwargs)
         bic[k] = gmm.bic(X)
     table = az.compare({f"K={k}": v for k, v in idata.items()}, ic="loo")
@@ -190,7 +190,7 @@ def plot_model_selection(comparison: dict, ax=None):
     return ax
 
 
-def plot_mixture(gmm: GaussianMixture, X, ax=None, dims: tuple[int, int] = (0, 1), n_std: float = 2.0):
+def plot_mixture(gmm, X, ax=None, dims: tuple[int, int] = (0, 1), n_std: float = 2.0):
     """Data coloured by responsibilities and each component's ``n_std`` covariance ellipse.
 
     :param gmm: a fitted mixture; ``X``: ``(N, D)``; ``dims``: the two features to show.

@@ -12,9 +12,10 @@ from sklearn.datasets import load_iris
 from torch.nn import functional as F
 
 from pyro_lvm.data import dynamic_binarize, load_digits
+from pyro_lvm.estimators import GaussianMixture
 from pyro_lvm.guides import AmortizedNormal
 from pyro_lvm.infer import JitTraceMeanField_ELBO, importance_log_likelihood, train
-from pyro_lvm.models import DeepLatentGaussian, GaussianMixture
+from pyro_lvm.models import DeepLatentGaussian
 from pyro_lvm.ops.ctc import ctc_log_likelihood, ctc_viterbi
 from pyro_lvm.ops.hmm import hmm_log_likelihood
 

@@ -6,8 +6,14 @@ import torch
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-from pyro_lvm.diagnostics import compare_mixtures, mixture_posterior, plot_mixture, plot_model_selection, to_inference_data
-from pyro_lvm.models import GaussianMixture
+from pyro_lvm.diagnostics import (
+    compare_mixtures,
+    mixture_posterior,
+    plot_mixture,
+    plot_model_selection,
+    to_inference_data,
+)
+from pyro_lvm.estimators import GaussianMixture
 
 
 def blobs(n=25, seed=0):
@@ -67,7 +73,8 @@ def test_compare_mixtures_finds_three_clusters_and_plots(tmp_path):
     import matplotlib.pyplot as plt
 
     X = blobs(20, seed=1)
-    result = compare_mixtures(X, [2, 3, 4], "spherical", method="laplace", num_samples=200, svi_steps=100)
+    mixtures = [GaussianMixture(k, "spherical", prior="weak", n_init=3, random_state=0) for k in (2, 3, 4)]
+    result = compare_mixtures(X, mixtures, method="laplace", num_samples=200, svi_steps=100)
     assert result["best_bic"] == 3
     # LOO: two components are clearly worse; three are as good as the best within two standard errors
     table = result["loo"]

@@ -13,9 +13,9 @@ from sklearn.datasets import load_breast_cancer, load_iris, load_wine
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 from sklearn.preprocessing import StandardScaler
 
+from pyro_lvm.estimators import GaussianMixture
 from pyro_lvm.infer import HardEM, train
 from pyro_lvm.ops.mixture import fit_mixture_em, m_step
-from pyro_lvm.models import GaussianMixture
 
 COVARIANCE_TYPES = ["full", "diag", "spherical"]
 
@@ -102,7 +102,7 @@ def test_enumerated_svi_loss_is_exact_negative_log_marginal(covariance_type):
     X = blobs(1, n=20)
     gmm = GaussianMixture(3, covariance_type, random_state=0, max_iter=5).fit(X)
     Xt = torch.as_tensor(X)
-    conditioned = poutine.condition(gmm.model, data=gmm.fitted_sites())
+    conditioned = poutine.condition(gmm.model_.model, data=gmm.fitted_sites())
     loss = TraceEnum_ELBO(max_plate_nesting=1).loss(conditioned, lambda X: None, Xt)
     covs = gmm.covariances_.numpy() if covariance_type != "identity" else np.ones(3)
     ref = reference_log_joint(X, gmm.weights_.numpy(), gmm.means_.numpy(), covs,
@@ -115,7 +115,7 @@ def test_enumerated_svi_loss_is_exact_negative_log_marginal(covariance_type):
 def test_predict_proba_equals_trace_enum_marginals(covariance_type):
     X = blobs(2, n=25)
     gmm = GaussianMixture(3, covariance_type, random_state=0).fit(X)
-    conditioned = poutine.condition(gmm.model, data=gmm.fitted_sites())
+    conditioned = poutine.condition(gmm.model_.model, data=gmm.fitted_sites())
     marginals = TraceEnum_ELBO(max_plate_nesting=1).compute_marginals(conditioned, lambda X: None, torch.as_tensor(X))
     assert torch.allclose(gmm.predict_proba(X), marginals["z"].probs, atol=1e-10)
 
@@ -169,16 +169,16 @@ def test_svi_with_hard_em_objective_reaches_closed_form_hard_em_fixed_point():
     assert closed.converged_
     Xt = torch.as_tensor(X)
     # SVI starts from perturbed parameters with the Delta guide; Adam does the M-step on the MAP assignments
-    start = closed._sites_of(torch.tensor([0.5, 0.3, 0.2], dtype=Xt.dtype), closed.means_ + 0.2, closed.covariances_ * 1.3)
-    guide = closed._make_point_guide(start)
+    start = closed.model_.sites_of(torch.tensor([0.5, 0.3, 0.2], dtype=Xt.dtype), closed.means_ + 0.2, closed.covariances_ * 1.3)
+    guide = closed.model_.point_guide(start)
     with pyro.get_param_store().scope():
-        train(closed.model, guide, Xt, loss=HardEM(max_plate_nesting=1), lr=0.1, steps=200, batch_size=len(X),
+        train(closed.model_.model, guide, Xt, loss=HardEM(max_plate_nesting=1), lr=0.1, steps=200, batch_size=len(X),
               shuffle=False, progress=False, model_kwargs={"reg_covar": closed.reg_covar})
         sites = {k: v.detach() for k, v in guide.median(Xt).items()}
     assert torch.allclose(sites["weights"], closed.weights_, atol=1e-4)
     assert torch.allclose(sites["means"], closed.means_, atol=1e-4)
     # the closed-form M-step adds reg_covar (1e-6) to the maximizer, hence the tolerance
-    assert torch.allclose(closed._covariances_of(sites, closed.reg_covar), closed.covariances_, atol=1e-4)
+    assert torch.allclose(closed.model_.covariances_of(sites, closed.reg_covar), closed.covariances_, atol=1e-4)
 
 
 def test_singular_component_is_held_by_reg_covar():

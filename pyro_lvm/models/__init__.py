@@ -4,13 +4,13 @@ from pyro_lvm.models.colorization import ColorRegressor, LatentSegmentationColor
 from pyro_lvm.models.ctc_alignment import ctc_alignment_model
 from pyro_lvm.models.ctc_recognizer import ColumnCTC
 from pyro_lvm.models.dlgm import DeepLatentGaussian
-from pyro_lvm.models.gmm import GaussianMixture
+from pyro_lvm.models.gmm import GaussianMixtureModel
 
 __all__ = [
     "ColorRegressor",
     "ColumnCTC",
     "DeepLatentGaussian",
-    "GaussianMixture",
+    "GaussianMixtureModel",
     "LatentSegmentationColorizer",
     "ctc_alignment_model",
 ]

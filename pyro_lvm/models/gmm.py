@@ -1,4 +1,4 @@
-"""Gaussian mixture: a Pyro model with the component ``z`` enumerated, and a scikit-learn-style face.
+"""Gaussian mixture: the generative story with the component ``z`` enumerated, as a model family.
 
 Generative story, for ``n = 1..N`` (plate ``"data"``, ``dim=-1``)::
 
@@ -7,214 +7,116 @@ Generative story, for ``n = 1..N`` (plate ``"data"``, ``dim=-1``)::
     x_n ~ MultivariateNormal(mu[z_n], Sigma[z_n])            observed
 
 Summing ``z`` out by enumeration (``TraceEnum_ELBO(max_plate_nesting=1)``) makes the loss the
-exact negative log marginal likelihood. ``fit`` offers three ways to estimate the globals:
-closed-form EM, hard EM (argmax assignments) and SVI with a point (Delta) guide.
+exact negative log marginal likelihood. :class:`GaussianMixtureModel` holds one value of the
+globals (``weights``, ``means``, ``covariances``); its guide is the point (Delta) guide there, and
+it answers the questions of the face (posterior, MAP components, samples, log-likelihood) exactly,
+at those values. The estimator that fits the values (EM, hard EM, SVI) is
+:class:`pyro_lvm.estimators.GaussianMixture`.
 """
 
 from __future__ import annotations
 
-import math
-import warnings
-
-import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.distributions import constraints
-from pyro.infer import TraceEnum_ELBO
 from pyro.infer.autoguide import AutoDelta
 from pyro.infer.autoguide.initialization import init_to_value
-from sklearn.exceptions import ConvergenceWarning
 
-from pyro_lvm.ops.mixture import (
-    COVARIANCE_TYPES,
-    covariances_from_precisions,
-    e_step,
-    fit_mixture_em,
-    kmeans_responsibilities,
-    log_joint,
-    m_step,
-    precision_cholesky,
-)
-from pyro_lvm.infer.train import train
+from pyro_lvm.models.base import LatentVariableModel
+from pyro_lvm.ops.mixture import COVARIANCE_TYPES, log_joint, precision_cholesky
 
-__all__ = ["GaussianMixture"]
+__all__ = ["PRIORS", "GaussianMixtureModel"]
 
-METHODS = ("em", "hard_em", "svi")
-INIT_PARAMS = ("kmeans", "k-means++", "random")
 PRIORS = ("flat", "weak")
 
 
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _choice(value, name: str, options) -> str:
-    if value not in options:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, options))}")
-    return value
-
-
-class GaussianMixture:
-    r"""Gaussian mixture model with enumerated assignments: Pyro model/guide and estimator.
+class GaussianMixtureModel(LatentVariableModel):
+    r"""Gaussian mixture with enumerated assignments ``z``, at given values of its global sites.
 
     :param int n_components: number of components ``K``.
     :param str covariance_type: ``"full"`` (``(K, D, D)``), ``"diag"`` (``(K, D)``), ``"spherical"``
-        (``(K,)``) or ``"identity"`` (every covariance fixed at ``I``; ``covariances_`` is ones ``(K,)``).
-    :param float reg_covar: added to the diagonal of every estimated covariance (keeps collapsed
-        components positive definite).
-    :param float tol: EM stops when the mean lower bound per sample changes by less than ``tol``.
-    :param int max_iter: EM iterations per restart.
-    :param int n_init: restarts, run batched; the one with the largest final lower bound is kept.
-    :param str init_params: ``"kmeans"`` (responsibilities from batched Lloyd's k-means seeded by
-        k-means++), ``"k-means++"`` (responsibilities from the nearest k-means++ seed) or ``"random"``
-        (random responsibilities); the initial parameters are one M-step on them, as in scikit-learn.
-    :param means_init: ``(K, D)`` initial means; ``weights_init``: ``(K,)``; ``precisions_init``: the
-        initial precisions in scikit-learn's form for the covariance type. Each overrides its part
-        of ``init_params``.
-    :param bool learn_weights: when False the weights stay uniform ``1 / K``.
+        (``(K,)``) or ``"identity"`` (every covariance fixed at ``I``; no covariance site).
+    :param bool learn_weights: when False the weights are fixed at ``1 / K`` (no ``"weights"`` site).
     :param str prior: ``"flat"`` (improper uniform priors on the globals, so point estimates are
         maximum likelihood) or ``"weak"`` (proper priors centred on the data for posterior
         sampling: ``Dirichlet(1)`` weights, ``Normal(mean(X), 3 std(X))`` means, ``LogNormal(log std(X), 1)``
         scales and ``LKJCholesky(D, 1)`` correlations).
-    :param random_state: seed (int) for the initialisation, or None for the global torch RNG.
-    :param device: where to compute (``"cuda"``); default: the device of the data.
-    :param dtype: ``torch.float32`` or ``torch.float64``; default: the data's floating dtype
-        (float64 for NumPy arrays of floats), else torch's default dtype.
+    :param weights: ``(K,)``, ``means``: ``(K, D)``, ``covariances``: by covariance type (``None`` for
+        identity): the values the questions are answered at (see :meth:`set_values`).
 
-    Fitted attributes (tensors on ``device``): ``weights_ (K,)``, ``means_ (K, D)``, ``covariances_``,
-    ``precisions_cholesky_``, ``converged_``, ``n_iter_``, ``lower_bound_`` (scikit-learn's
-    semantics: the mean log-likelihood per sample at the last E-step of the best restart; for hard EM
-    the mean ``log p(x_n, z_n*)``), ``lower_bounds_`` (one value per iteration, or per SVI step).
+    Global sites of the story: ``"weights"`` ``(K,)`` (absent when ``learn_weights`` is False),
+    ``"means"`` ``(K, D)``, ``"scales"`` (standard deviations: ``(K, D)`` for full and diag, ``(K,)``
+    for spherical) and ``"corr_tril"`` ``(K, D, D)`` (Cholesky factor of the correlations, full only);
+    ``Sigma_k = diag(scales_k) corr_k diag(scales_k) + reg_covar I``. Local: ``"z"`` ``(N,)``, ``"x"``.
     """
+
+    max_plate_nesting = 1
+    latent_sites = ("z",)
 
     def __init__(
         self,
         n_components: int,
         covariance_type: str = "full",
-        reg_covar: float = 1e-6,
-        tol: float = 1e-3,
-        max_iter: int = 100,
-        n_init: int = 1,
-        init_params: str = "kmeans",
-        means_init=None,
-        weights_init=None,
-        precisions_init=None,
+        *,
         learn_weights: bool = True,
         prior: str = "flat",
-        random_state: int | None = None,
-        device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
+        weights: torch.Tensor | None = None,
+        means: torch.Tensor | None = None,
+        covariances: torch.Tensor | None = None,
     ) -> None:
-        self.n_components = _positive_int(n_components, "n_components")
-        self.covariance_type = _choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
-        self.init_params = _choice(init_params, "init_params", INIT_PARAMS)
-        self.prior = _choice(prior, "prior", PRIORS)
-        for name, value in (("reg_covar", reg_covar), ("tol", tol)):
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        self.reg_covar, self.tol = float(reg_covar), float(tol)
-        self.max_iter = _positive_int(max_iter, "max_iter")
-        self.n_init = _positive_int(n_init, "n_init")
-        if dtype not in (None, torch.float32, torch.float64):
-            raise ValueError(f"dtype must be torch.float32, torch.float64 or None, got {dtype!r}")
-        self.means_init, self.weights_init, self.precisions_init = means_init, weights_init, precisions_init
-        self.learn_weights = bool(learn_weights)
-        self.random_state = random_state
-        self.device = None if device is None else torch.device(device)
-        self.dtype = dtype
+        super().__init__()
+        if covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"unknown covariance_type {covariance_type!r}; expected one of {', '.join(map(repr, COVARIANCE_TYPES))}")
+        if prior not in PRIORS:
+            raise ValueError(f"unknown prior {prior!r}; expected one of {', '.join(map(repr, PRIORS))}")
+        self.n_components, self.covariance_type = int(n_components), covariance_type
+        self.learn_weights, self.prior = bool(learn_weights), prior
+        self.weights = self.means = self.covariances = self.precisions_cholesky = None
         self._point_guide = None
+        if means is not None:
+            self.set_values(weights, means, covariances)
 
-    # ------------------------------------------------------------------ input checks
-
-    def _as_tensor(self, X, name: str = "X") -> torch.Tensor:
-        """``X`` as a finite ``(N, D)`` tensor in the estimator's dtype and on its device."""
-        try:
-            X = X if torch.is_tensor(X) else torch.as_tensor(np.asarray(X))
-        except (TypeError, ValueError, RuntimeError) as e:
-            raise ValueError(f"{name} must be a 2-D array of real numbers: {e}") from None
-        if X.dim() != 2:
-            hint = f"; for a single feature use {name}.reshape(-1, 1)" if X.dim() == 1 else ""
-            raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}{hint}")
-        if X.shape[0] == 0 or X.shape[1] == 0:
-            raise ValueError(f"{name} is empty: shape {tuple(X.shape)}; expected at least one sample and one feature")
-        if X.is_complex() or X.dtype == torch.bool:
-            raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
-        if hasattr(self, "n_features_in_"):
-            if X.shape[1] != self.n_features_in_:
-                raise ValueError(f"{name} has {X.shape[1]} features, but the mixture was fitted with {self.n_features_in_}")
-            dtype, device = self._dtype, self._device
-        else:
-            dtype = self.dtype or (X.dtype if X.dtype in (torch.float32, torch.float64) else torch.get_default_dtype())
-            device = self.device or X.device
-        X = X.to(device=device, dtype=dtype)
-        if not bool(torch.isfinite(X).all()):
-            raise ValueError(f"{name} contains NaN or infinite values; expected finite data")
-        return X
-
-    def _init_override(self, value, name: str, shape: tuple, X: torch.Tensor) -> torch.Tensor:
-        value = torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value).to(X.device, X.dtype)
-        if tuple(value.shape) != shape:
-            raise ValueError(f"{name} has shape {tuple(value.shape)}; expected {shape} for {self.covariance_type!r} covariances")
-        if not bool(torch.isfinite(value).all()):
-            raise ValueError(f"{name} contains NaN or infinite values")
-        return value
-
-    def _checked_weights_init(self, X: torch.Tensor) -> torch.Tensor:
-        """``weights_init`` ``(K,)``, in ``[0, 1]`` and summing to 1 (scikit-learn's ``_check_weights``)."""
-        if not self.learn_weights:
-            raise ValueError("weights_init cannot be given with learn_weights=False (the weights stay uniform 1 / K)")
-        w = self._init_override(self.weights_init, "weights_init", (self.n_components,), X)
-        atol = 1e-6 if X.dtype == torch.float32 else 1e-8
-        if bool((w < 0).any() | (w > 1).any()) or abs(float(w.sum()) - 1.0) > atol:
-            raise ValueError(
-                f"weights_init must lie in [0, 1] and sum to 1 (to within {atol:g}), got min {float(w.min()):g}, "
-                f"max {float(w.max()):g}, sum {float(w.sum()):.10g}"
-            )
-        return w
-
-    def _checked_precisions_init(self, X: torch.Tensor) -> torch.Tensor:
-        """``precisions_init`` of the covariance type's shape: symmetric positive definite matrices ("full")
-        or positive values ("diag", "spherical"), as scikit-learn's ``_check_precisions`` requires."""
-        if self.covariance_type == "identity":
-            raise ValueError("precisions_init cannot be given with covariance_type='identity' (fixed at I)")
-        prec = self._init_override(self.precisions_init, "precisions_init", self._covariance_shape(X.shape[1]), X)
-        what = f"precisions_init for covariance_type={self.covariance_type!r}"
+    @property
+    def global_sites(self) -> tuple[str, ...]:
+        """The names of the story's global sample sites (the ones the point guide covers)."""
+        names = ("weights",) if self.learn_weights else ()
+        names += ("means",)
+        if self.covariance_type != "identity":
+            names += ("scales",)
         if self.covariance_type == "full":
-            asymmetric = ~torch.isclose(prec, prec.mT).all(-1).all(-1)
-            smallest = torch.linalg.eigvalsh(prec)[..., 0]
-            bad = (asymmetric | (smallest <= 0)).nonzero()
-            if len(bad):
-                k = int(bad[0])
-                reason = "is not symmetric" if asymmetric[k] else f"has smallest eigenvalue {float(smallest[k]):g}"
-                raise ValueError(f"{what} must be symmetric positive definite (n_features, n_features) matrices; component {k} {reason}")
-        elif bool((prec <= 0).any()):
-            raise ValueError(f"{what} must be positive, got a minimum of {float(prec.min()):g}")
-        return prec
+            names += ("corr_tril",)
+        return names
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "means_"):
-            raise ValueError("this GaussianMixture is not fitted yet; call fit(X) first")
-
-    # ------------------------------------------------------------------ the Pyro program
-
-    def _covariance_shape(self, D: int) -> tuple:
+    def covariance_shape(self, D: int) -> tuple[int, ...]:
+        """The shape of ``covariances`` for ``D`` features (``()`` for identity)."""
         K = self.n_components
         return {"full": (K, D, D), "diag": (K, D), "spherical": (K,), "identity": ()}[self.covariance_type]
 
-    def model(self, X: torch.Tensor, reg_covar: float = 0.0) -> None:
+    def set_values(self, weights: torch.Tensor | None, means: torch.Tensor, covariances: torch.Tensor | None) -> None:
+        """Set the globals: ``weights (K,)`` (``None``: uniform), ``means (K, D)``, covariances by type.
+
+        :raises ValueError: when a covariance is not positive definite.
+        """
+        K = self.n_components
+        self.means = means
+        self.weights = means.new_full((K,), 1.0 / K) if weights is None else weights
+        self.covariances = None if self.covariance_type == "identity" else covariances
+        self.precisions_cholesky = precision_cholesky(self.covariances, self.covariance_type)
+        self._point_guide = None
+
+    def _check_values(self) -> None:
+        if self.means is None:
+            raise ValueError(f"{type(self).__name__} has no parameter values yet: fit it or call set_values first")
+
+    # ------------------------------------------------------------------ the Pyro program
+
+    def forward(self, X: torch.Tensor, reg_covar: float = 0.0) -> None:
         """The generative story with ``z`` marked for parallel enumeration.
 
         :param X: observations ``(N, D)`` in plate ``"data"`` (``dim=-1``).
         :param reg_covar: added to the diagonal of every covariance (SVI fits pass the estimator's).
-
-        Global sites: ``"weights"`` ``(K,)`` (absent when ``learn_weights`` is False), ``"means"``
-        ``(K, D)``, ``"scales"`` (standard deviations: ``(K, D)`` for full and diag, ``(K,)`` for
-        spherical) and ``"corr_tril"`` ``(K, D, D)`` (Cholesky factor of the correlations, full only);
-        ``Sigma_k = diag(scales_k) corr_k diag(scales_k) + reg_covar I``. Local: ``"z"`` ``(N,)``, ``"x"``.
         """
         N, D = X.shape
         K, flat = self.n_components, self.prior == "flat"
@@ -230,7 +132,7 @@ class GaussianMixture:
             means = pyro.sample("means", dist.Normal(loc, 3.0 * spread).expand([K, D]).to_event(2))
         scale_tril = std = None
         if self.covariance_type != "identity":
-            shape = self._covariance_shape(D)[:2]
+            shape = self.covariance_shape(D)[:2]
             if flat:
                 scales = pyro.sample("scales", dist.ImproperUniform(constraints.positive, (), shape))
             else:
@@ -262,19 +164,17 @@ class GaussianMixture:
             pyro.sample("x", likelihood, obs=X)
 
     def guide(self, X: torch.Tensor, reg_covar: float = 0.0) -> dict:
-        """Point (Delta) guide on the global sites, at the fitted values (an ``AutoDelta``).
-
-        Call :meth:`fit` first; SVI fits optimize exactly this guide.
-        """
-        self._check_fitted()
+        """Point (Delta) guide on the global sites at the model's values (an ``AutoDelta``)."""
+        self._check_values()
         if self._point_guide is None:
-            self._point_guide = self._make_point_guide(self.fitted_sites())
+            self._point_guide = self.point_guide(self.sites())
         return self._point_guide(X, reg_covar)
 
-    def _make_point_guide(self, values: dict) -> AutoDelta:
+    def point_guide(self, values: dict) -> AutoDelta:
+        """A new ``AutoDelta`` on the global sites, starting at ``values`` (site name -> constrained value)."""
         return AutoDelta(poutine.block(self.model, hide=["z"]), init_loc_fn=init_to_value(values=values))
 
-    def _sites_of(self, weights, means, covariances) -> dict:
+    def sites_of(self, weights: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor | None) -> dict:
         """Global site values (constrained) for one parameter set; covariances as given (with any reg)."""
         sites = {"means": means}
         if self.learn_weights:
@@ -287,136 +187,12 @@ class GaussianMixture:
             sites["scales"] = covariances.sqrt()
         return sites
 
-    def fitted_sites(self) -> dict:
-        """The model's global sites at the fitted parameters, e.g. for ``poutine.condition(model, data=...)``."""
-        self._check_fitted()
-        return self._sites_of(self.weights_, self.means_, None if self.covariance_type == "identity" else self.covariances_)
+    def sites(self) -> dict:
+        """The global sites at the model's values, e.g. for ``poutine.condition(model.model, data=...)``."""
+        self._check_values()
+        return self.sites_of(self.weights, self.means, self.covariances)
 
-    # ------------------------------------------------------------------ fitting
-
-    def _generator(self, device: torch.device) -> torch.Generator | None:
-        if self.random_state is None:
-            return None
-        return torch.Generator(device=device).manual_seed(int(self.random_state))
-
-    def _initialize(self, X: torch.Tensor):
-        """Initial ``weights (R, K)``, ``means (R, K, D)`` and covariances for the ``n_init`` restarts."""
-        (N, D), K, R = X.shape, self.n_components, self.n_init
-        # checked before any work, as scikit-learn's _check_parameters does
-        weights_init = None if self.weights_init is None else self._checked_weights_init(X)
-        means_init = None if self.means_init is None else self._init_override(self.means_init, "means_init", (K, D), X)
-        precisions_init = None if self.precisions_init is None else self._checked_precisions_init(X)
-        gen = self._generator(X.device)
-        fixed_covariances = self.covariance_type == "identity" or self.precisions_init is not None
-        fixed_weights = self.weights_init is not None or not self.learn_weights
-        if self.means_init is not None and fixed_covariances and fixed_weights:
-            resp = torch.ones(R, N, K, dtype=X.dtype, device=X.device) / K  # everything is overridden below
-        elif self.init_params == "random":
-            resp = torch.rand(R, N, K, generator=gen, device=X.device, dtype=X.dtype)
-            resp = resp / resp.sum(-1, keepdim=True)
-        else:
-            resp = kmeans_responsibilities(X, K, R, gen, lloyd=self.init_params == "kmeans")
-        weights, means, covariances, _ = m_step(X, resp, self.covariance_type, self.reg_covar, self.learn_weights)
-        if weights_init is not None:
-            weights = weights_init.expand(R, K).clone()
-        if means_init is not None:
-            means = means_init.expand(R, K, D).clone()
-        if precisions_init is not None:
-            covariances = covariances_from_precisions(precisions_init, self.covariance_type).expand(R, *precisions_init.shape).clone()
-        return weights, means, covariances
-
-    def fit(self, X, method: str = "em", *, steps: int = 1000, lr: float = 0.05, progress: bool = False) -> "GaussianMixture":
-        """Estimate the parameters from ``X`` ``(N, D)`` (NumPy array or tensor).
-
-        :param method: ``"em"`` (closed-form EM), ``"hard_em"`` (argmax responsibilities; with
-            ``covariance_type="identity"`` and ``learn_weights=False`` this is Lloyd's k-means) or
-            ``"svi"`` (Adam on the enumerated model's exact marginal likelihood with a Delta guide,
-            through :func:`pyro_lvm.infer.train`, from the best of the ``n_init`` initialisations).
-        :param steps: SVI steps (``"svi"`` only; full batch). ``lr``: Adam's learning rate.
-        :param progress: show a progress bar for SVI.
-        :returns: ``self``.
-        :raises ValueError: for bad ``X`` or initial parameters (checked as scikit-learn checks them), or
-            when the EM lower bound stops being finite.
-        :warns UserWarning: when ``reg_covar`` exceeds the variance of every feature of ``X``;
-            ``ConvergenceWarning`` when the best EM restart did not converge in ``max_iter`` iterations.
-        """
-        method = _choice(method, "method", METHODS)
-        for name in ("_dtype", "_device", "n_features_in_"):
-            self.__dict__.pop(name, None)
-        X = self._as_tensor(X)
-        N, D = X.shape
-        if N < self.n_components:
-            raise ValueError(f"n_components={self.n_components} must be <= n_samples={N}")
-        self._warn_if_reg_covar_swamps(X)
-        weights, means, covariances = self._initialize(X)
-        if method == "svi":
-            self._fit_svi(X, weights, means, covariances, _positive_int(steps, "steps"), lr, progress)
-        else:
-            result = fit_mixture_em(
-                X, weights, means, covariances, self.covariance_type, hard=method == "hard_em",
-                reg_covar=self.reg_covar, tol=self.tol, max_iter=self.max_iter, learn_weights=self.learn_weights,
-            )
-            best = int(result.lower_bound.argmax())
-            self._set_fitted(
-                X,
-                result.weights[best],
-                result.means[best],
-                None if result.covariances is None else result.covariances[best],
-                lower_bound=float(result.lower_bound[best]),
-                lower_bounds=result.lower_bounds[best, : int(result.n_iter[best])].tolist(),
-                n_iter=int(result.n_iter[best]),
-                converged=bool(result.converged[best]),
-            )
-            if not self.converged_:
-                warnings.warn(
-                    f"the best of the n_init={self.n_init} restarts did not converge in max_iter={self.max_iter} "
-                    f"iterations (lower bound still changing by >= tol={self.tol:g}); increase max_iter or tol, "
-                    "or try other initial parameters",
-                    ConvergenceWarning,
-                    stacklevel=2,
-                )
-        return self
-
-    def _warn_if_reg_covar_swamps(self, X: torch.Tensor) -> None:
-        """Warn when ``reg_covar`` exceeds the variance of every feature: each covariance is then mostly
-        regularisation, and the components cannot separate (scikit-learn fits the same single cluster)."""
-        if self.covariance_type == "identity" or self.n_components == 1:
-            return
-        largest = float(X.var(0, correction=0).max())
-        if self.reg_covar > largest:
-            warnings.warn(
-                f"reg_covar={self.reg_covar:g} is larger than the variance of every feature of X (largest "
-                f"{largest:.3g}): the covariances are dominated by the regularisation, so the components "
-                "cannot separate; scale X (e.g. StandardScaler) or lower reg_covar with the data's scale",
-                UserWarning,
-                stacklevel=3,
-            )
-
-    def _fit_svi(self, X, weights, means, covariances, steps: int, lr: float, progress: bool) -> None:
-        prec_chol = precision_cholesky(covariances, self.covariance_type)
-        _, start_bound = e_step(log_joint(X, weights, means, prec_chol, self.covariance_type), hard=False)
-        r = int(start_bound.argmax())
-        init = self._sites_of(weights[r], means[r], None if covariances is None else covariances[r])
-        guide = self._make_point_guide(init)
-        with pyro.get_param_store().scope():
-            history = train(
-                self.model, guide, X, loss=TraceEnum_ELBO(max_plate_nesting=1), lr=lr, steps=steps,
-                batch_size=X.shape[0], shuffle=False, device=X.device, progress=progress,
-                model_kwargs={"reg_covar": self.reg_covar},
-            )
-            with torch.no_grad():
-                sites = {k: v.detach() for k, v in guide.median(X).items()}
-        covariances = self._covariances_of(sites, self.reg_covar)
-        weights = sites["weights"] if self.learn_weights else X.new_full((self.n_components,), 1.0 / self.n_components)
-        losses = history.step_loss
-        window = max(1, len(losses) // 10)
-        self._set_fitted(
-            X, weights, sites["means"], covariances,
-            lower_bound=-losses[-1], lower_bounds=[-v for v in losses], n_iter=len(losses),
-            converged=len(losses) > window and abs(losses[-1] - losses[-1 - window]) < self.tol,
-        )
-
-    def _covariances_of(self, sites: dict, reg_covar: float) -> torch.Tensor | None:
+    def covariances_of(self, sites: dict, reg_covar: float = 0.0) -> torch.Tensor | None:
         """Covariances ``Sigma = diag(s) C diag(s) + reg_covar I`` from site values (any leading dims)."""
         if self.covariance_type == "identity":
             return None
@@ -426,88 +202,62 @@ class GaussianMixture:
             return tril @ tril.mT + reg_covar * eye
         return sites["scales"].square() + reg_covar
 
-    def log_likelihood_draws(self, X, sites: dict, reg_covar: float = 0.0) -> torch.Tensor:
+    def log_likelihood_draws(self, X: torch.Tensor, sites: dict, reg_covar: float = 0.0) -> torch.Tensor:
         """``log p(x_n | theta_s)`` with ``z`` summed out, for ``S`` draws of the global sites.
 
         :param X: ``(N, D)``.
-        :param sites: draws of the model's global sites with a leading dim ``S`` (``"means"``
-            ``(S, K, D)``, ...), e.g. from :class:`pyro.infer.MCMC` or a guide's ``Predictive``.
-        :param reg_covar: the value the model was run with.
+        :param sites: draws of the global sites with a leading dim ``S`` (``"means"`` ``(S, K, D)``, ...),
+            e.g. from :class:`pyro.infer.MCMC` or a guide's ``Predictive``.
+        :param reg_covar: the value the story was run with.
         :returns: ``(S, N)`` pointwise log-likelihoods (the draws play the role of EM restarts).
         """
-        X = self._as_tensor(X)
         sites = {k: v.to(X.device, X.dtype) for k, v in sites.items()}
         S, K = sites["means"].shape[:2]
         weights = sites["weights"] if self.learn_weights else X.new_full((S, K), 1.0 / K)
-        prec_chol = precision_cholesky(self._covariances_of(sites, reg_covar), self.covariance_type)
+        prec_chol = precision_cholesky(self.covariances_of(sites, reg_covar), self.covariance_type)
         return log_joint(X, weights, sites["means"], prec_chol, self.covariance_type).logsumexp(-1)
 
-    def _set_fitted(self, X, weights, means, covariances, *, lower_bound, lower_bounds, n_iter, converged) -> None:
-        self._dtype, self._device = X.dtype, X.device
-        self.n_features_in_ = X.shape[1]
-        self.weights_, self.means_ = weights, means
-        if covariances is None:
-            covariances = X.new_ones(self.n_components)
-            self.precisions_cholesky_ = None
-        else:
-            self.precisions_cholesky_ = precision_cholesky(covariances, self.covariance_type)
-        self.covariances_ = covariances
-        self.lower_bound_, self.lower_bounds_ = lower_bound, lower_bounds
-        self.n_iter_, self.converged_ = n_iter, converged
-        self._point_guide = None
+    # ------------------------------------------------------------------ the questions of the face
 
-    # ------------------------------------------------------------------ using the fit
+    def log_joint(self, X: torch.Tensor) -> torch.Tensor:
+        """``log pi_k + log N(x_n | mu_k, Sigma_k)`` ``(N, K)`` at the model's values."""
+        self._check_values()
+        prec = None if self.precisions_cholesky is None else self.precisions_cholesky.unsqueeze(0)
+        return log_joint(X, self.weights.unsqueeze(0), self.means.unsqueeze(0), prec, self.covariance_type)[0]
 
-    def _log_joint(self, X) -> torch.Tensor:
-        self._check_fitted()
-        X = self._as_tensor(X)
-        prec = None if self.precisions_cholesky_ is None else self.precisions_cholesky_.unsqueeze(0)
-        return log_joint(X, self.weights_.unsqueeze(0), self.means_.unsqueeze(0), prec, self.covariance_type)[0]
+    def posterior(self, X: torch.Tensor) -> dist.Categorical:
+        """``p(z_n | x_n)``: a ``Categorical`` with batch shape ``(N,)`` over the ``K`` components."""
+        return dist.Categorical(logits=self.log_joint(X).log_softmax(-1))
+
+    def map_latents(self, X: torch.Tensor) -> torch.Tensor:
+        """The most probable component per example ``(N,)``."""
+        return self.log_joint(X).argmax(-1)
+
+    def log_likelihood(self, X: torch.Tensor) -> torch.Tensor:
+        """``log p(x_n)`` per example ``(N,)`` in nats, ``z`` summed out exactly."""
+        return self.log_joint(X).logsumexp(-1)
 
     def covariance_matrices(self) -> torch.Tensor:
-        """The fitted covariances as full matrices ``(K, D, D)`` whatever the covariance type."""
-        self._check_fitted()
-        D = self.n_features_in_
+        """The covariances as full matrices ``(K, D, D)`` whatever the covariance type."""
+        self._check_values()
+        K, D = self.means.shape
         if self.covariance_type == "full":
-            return self.covariances_
-        variances = self.covariances_ if self.covariance_type == "diag" else self.covariances_.unsqueeze(-1).expand(-1, D)
+            return self.covariances
+        if self.covariance_type == "identity":
+            variances = self.means.new_ones(K, D)
+        elif self.covariance_type == "diag":
+            variances = self.covariances
+        else:
+            variances = self.covariances.unsqueeze(-1).expand(K, D)
         return torch.diag_embed(variances)
 
-    def score_samples(self, X) -> torch.Tensor:
-        """``log p(x_n)`` per sample ``(N,)`` in nats."""
-        return self._log_joint(X).logsumexp(-1)
+    def sample(self, num_samples: int, return_latents: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``x (num_samples, D)`` (and ``z (num_samples,)`` with ``return_latents``) from the mixture.
 
-    def score(self, X) -> float:
-        """Mean log-likelihood per sample (nats)."""
-        return float(self.score_samples(X).mean())
-
-    def predict_proba(self, X) -> torch.Tensor:
-        """Posterior responsibilities ``p(z_n = k | x_n)`` ``(N, K)``."""
-        return self._log_joint(X).softmax(-1)
-
-    def predict(self, X) -> torch.Tensor:
-        """MAP component per sample ``(N,)``."""
-        return self._log_joint(X).argmax(-1)
-
-    def sample(self, n_samples: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``(X (n, D), z (n,))`` from the fitted mixture (torch's global RNG, seeded by ``pyro.set_rng_seed``)."""
-        self._check_fitted()
-        n_samples = _positive_int(n_samples, "n_samples")
-        z = dist.Categorical(self.weights_).sample((n_samples,))
+        Uses torch's global RNG (seeded by ``pyro.set_rng_seed``).
+        """
+        self._check_values()
+        z = dist.Categorical(self.weights).sample((num_samples,))
         tril = torch.linalg.cholesky(self.covariance_matrices())
-        x = dist.MultivariateNormal(self.means_[z], scale_tril=tril[z]).sample()
-        return x, z
-
-    def _n_parameters(self) -> int:
-        K, D = self.n_components, self.n_features_in_
-        cov = {"full": K * D * (D + 1) // 2, "diag": K * D, "spherical": K, "identity": 0}[self.covariance_type]
-        return cov + K * D + (K - 1 if self.learn_weights else 0)
-
-    def bic(self, X) -> float:
-        """Bayesian information criterion ``-2 log L + p log N`` on ``X`` (lower is better)."""
-        log_lik = self.score_samples(X)
-        return float(-2.0 * log_lik.sum() + self._n_parameters() * math.log(log_lik.shape[0]))
-
-    def aic(self, X) -> float:
-        """Akaike information criterion ``-2 log L + 2 p`` on ``X`` (lower is better)."""
-        return float(-2.0 * self.score_samples(X).sum() + 2.0 * self._n_parameters())
+        x = dist.MultivariateNormal(self.means[z], scale_tril=tril[z]).sample()
+        return (x, z) if return_latents else x
