@@ -34,7 +34,7 @@ from pyro.infer import TraceEnum_ELBO  # noqa: E402
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
 from pyro_lvm import runs  # noqa: E402
-from pyro_lvm.color import lab_to_rgb, rgb_to_lab  # noqa: E402
+from pyro_lvm.color import lab_to_rgb, split_lab  # noqa: E402
 from pyro_lvm.data import load_cifar10_subset, make_shapes  # noqa: E402
 from pyro_lvm.infer import HardEM, train  # noqa: E402
 from pyro_lvm.metrics import ab_accuracy_auc, psnr  # noqa: E402
@@ -105,12 +105,6 @@ def load_data(args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
             raise ValueError(f"{flag} {count}: the CIFAR-10 subset has only {len(rgb)} {split} images")
         images[split] = rgb[:count]
     return images["train"], images["test"], None
-
-
-def split_lab(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """RGB (N, 3, H, W) -> L* (N, 1, H, W), ab (N, 2, H, W)."""
-    lab = rgb_to_lab(rgb)
-    return lab[:, :1].contiguous(), lab[:, 1:].contiguous()
 
 
 def batched(fn, x: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
@@ -196,8 +190,7 @@ def main(argv=None) -> dict:
         mean_ab = batched(lambda v: model.predict(v, kind="mean"), xt)
         segments = batched(model.segment, xt)
         base_ab = batched(baseline.predict, xt)
-        exact = TraceEnum_ELBO(max_plate_nesting=PLATES)
-        nll = sum(float(exact.loss(model.model, model.guide, xt[i : i + 100], yt[i : i + 100])) for i in range(0, len(xt), 100))
+        nll = -float(model.log_likelihood(xt, yt, chunk_size=100).sum())
         to_rgb = lambda ab: lab_to_rgb(torch.cat((xt, ab), 1))  # noqa: E731
         pred_rgb, base_rgb = to_rgb(pred_ab), to_rgb(base_ab)
         samples = model.sample(xt[:4], num_samples=3)

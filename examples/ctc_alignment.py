@@ -101,8 +101,7 @@ def evaluate(model: ColumnCTC, test: DigitStrings, batch_size: int = 256) -> dic
         images, widths, targets, lengths = (t[start : start + batch_size] for t in as_tuple(test))
         decoded += model.decode(images, widths)
         paths.append(model.align(images, widths, targets, lengths))
-        trace = pyro.poutine.trace(model).get_trace(images, widths, targets, lengths)
-        log_lik.append(trace.nodes["y"]["fn"].log_prob(targets))
+        log_lik.append(model.log_likelihood(images, widths, targets, lengths))
     log_lik = torch.cat(log_lik)
     return {
         "label_error_rate": ctc_label_error_rate(decoded, test.targets, test.target_lengths),

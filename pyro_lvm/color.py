@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["rgb_to_lab", "lab_to_rgb", "check_finite", "WHITE_D65"]
+__all__ = ["rgb_to_lab", "lab_to_rgb", "split_lab", "check_finite", "WHITE_D65"]
 
 #: Reference white of the D65 illuminant, 2 degree observer (X, Y, Z), as in scikit-image.
 WHITE_D65 = (0.95047, 1.0, 1.08883)
@@ -74,6 +74,20 @@ def rgb_to_lab(rgb: torch.Tensor, channel_dim: int = -3) -> torch.Tensor:
     fx, fy, fz = f.unbind(-1)
     lab = torch.stack((116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)), dim=-1)
     return lab.movedim(-1, channel_dim)
+
+
+def split_lab(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """sRGB images to the input and the target of colorization: their lightness and their colour.
+
+    :param rgb: sRGB images (N, 3, H, W), values in [0, 1].
+    :returns: L* (N, 1, H, W) in [0, 100] and ab (N, 2, H, W), both contiguous; see :func:`rgb_to_lab`.
+    :raises ValueError: for a tensor that is not 4-D, and as :func:`rgb_to_lab`.
+    """
+    if not torch.is_tensor(rgb) or rgb.dim() != 4:
+        got = tuple(rgb.shape) if torch.is_tensor(rgb) else type(rgb).__name__
+        raise ValueError(f"rgb must be sRGB images of shape (N, 3, H, W), got {got}")
+    lab = rgb_to_lab(rgb)
+    return lab[:, :1].contiguous(), lab[:, 1:].contiguous()
 
 
 def lab_to_rgb(lab: torch.Tensor, channel_dim: int = -3, clip: bool = True) -> torch.Tensor:

@@ -118,3 +118,16 @@ def test_colorization_data_with_an_integer_dtype_names_the_dtype():
         check_colorization_data(x.expand(2, 3, 4, 4))
     with pytest.raises(ValueError, match=r"y holds NaN or infinite values"):
         check_colorization_data(x, torch.full_like(y, float("nan")))
+
+
+def test_split_lab_is_lightness_and_ab_of_skimage(skcolor):
+    from pyro_lvm.color import split_lab
+
+    rgb = torch.rand(2, 3, 5, 4, dtype=torch.float64)
+    light, ab = split_lab(rgb)
+    expected = torch.from_numpy(skcolor.rgb2lab(rgb.permute(0, 2, 3, 1).numpy())).permute(0, 3, 1, 2)
+    assert light.shape == (2, 1, 5, 4) and ab.shape == (2, 2, 5, 4) and light.is_contiguous() and ab.is_contiguous()
+    torch.testing.assert_close(light, expected[:, :1], rtol=0, atol=1e-8)
+    torch.testing.assert_close(ab, expected[:, 1:], rtol=0, atol=1e-8)
+    with pytest.raises(ValueError, match=r"rgb must be sRGB images of shape \(N, 3, H, W\), got \(3, 5, 4\)"):
+        split_lab(rgb[0])

@@ -187,6 +187,23 @@ class LatentSegmentationColorizer(PyroModule):
         return joint.log_softmax(-1)
 
     @torch.no_grad()
+    def log_likelihood(self, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 100) -> torch.Tensor:
+        """``log p(y | x)`` per image, (N,) nats: each pixel's mixture over the K segments, summed exactly.
+
+        :param x: L* (N, 1, H, W); ``y``: ab (N, 2, H, W).
+        :param chunk_size: images scored at once (memory grows with ``chunk_size * H * W * K``).
+        """
+        check_colorization_data(x, y)
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+        scores = []
+        for start in range(0, len(x), chunk_size):
+            logits, loc, scale = self(x[start : start + chunk_size])
+            pixels = dist.MixtureSameFamily(dist.Categorical(logits=logits), dist.Normal(loc, scale).to_event(1))
+            scores.append(pixels.log_prob(y[start : start + chunk_size].permute(0, 2, 3, 1)).sum((-2, -1)))
+        return torch.cat(scores)
+
+    @torch.no_grad()
     def predict(self, x: torch.Tensor, kind: str = "mode") -> torch.Tensor:
         """Predicted ab colours (N, 2, H, W) from the mixture ``p(y_ij | x)``.
 

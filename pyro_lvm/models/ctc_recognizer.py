@@ -72,6 +72,11 @@ class ColumnCTC(PyroModule):
             pyro.sample("z", frames, obs=best.clamp(min=0))
 
     @torch.no_grad()
+    def log_likelihood(self, images, widths, targets, target_lengths) -> torch.Tensor:
+        """``log p(y | x)`` per string, (N,) nats: the CTC sum over alignments (computed by ``method``)."""
+        return CTC(self.log_probs(images), widths, target_lengths, self.blank, self.method).log_prob(targets)
+
+    @torch.no_grad()
     def decode(self, images: torch.Tensor, widths) -> list[list[int]]:
         """Greedy (best-path) label strings, one list per image."""
         return ctc_greedy_decode(self.log_probs(images), widths, self.blank)
