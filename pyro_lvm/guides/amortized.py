@@ -91,8 +91,10 @@ class AmortizedGuide(PyroModule):
 class AmortizedNormal(AmortizedGuide):
     """Diagonal Gaussian encoder: ``q(z | x) = N(mu(x), diag(sigma(x)^2))``.
 
-    :param hidden_dims: encoder hidden layer sizes; ``activation`` their activation.
-    Other parameters as in :class:`AmortizedGuide`.
+    :param hidden_dims: encoder hidden layer sizes.
+    :param activation: their activation.
+
+    Other parameters as in :class:`~pyro_lvm.guides.amortized.AmortizedGuide`.
     """
 
     def __init__(

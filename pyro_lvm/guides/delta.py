@@ -23,8 +23,10 @@ __all__ = ["AmortizedDelta", "DeltaProposal"]
 class AmortizedDelta(AmortizedGuide):
     """``q(z | x) = Delta(f(x))`` (event shape (latent_dim,)), like :class:`~pyro.infer.autoguide.AutoDelta` per example.
 
-    :param hidden_dims: encoder hidden layer sizes; ``activation`` their activation.
-    Other parameters as in :class:`~pyro_lvm.guides.AmortizedGuide`.
+    :param hidden_dims: encoder hidden layer sizes.
+    :param activation: their activation.
+
+    Other parameters as in :class:`~pyro_lvm.guides.amortized.AmortizedGuide`.
     """
 
     #: Its ELBO is the rate-distortion objective, not a lower bound on log p(x).

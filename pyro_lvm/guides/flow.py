@@ -30,8 +30,10 @@ class AmortizedIAF(AmortizedGuide):
     :param num_flows: number of IAF layers (>= 1).
     :param context_dim: size of ``h(x)``.
     :param flow_hidden_dims: hidden sizes of each layer's MADE (default ``[2 * max(latent_dim, context_dim)]``).
-    :param hidden_dims: encoder hidden layer sizes; ``activation`` their activation.
-    Other parameters as in :class:`~pyro_lvm.guides.AmortizedGuide`.
+    :param hidden_dims: encoder hidden layer sizes.
+    :param activation: their activation.
+
+    Other parameters as in :class:`~pyro_lvm.guides.amortized.AmortizedGuide`.
     """
 
     def __init__(

@@ -21,8 +21,10 @@ class AmortizedLowRankNormal(AmortizedGuide):
     densities cost O(latent_dim * rank^2) instead of O(latent_dim^3).
 
     :param rank: columns of the covariance factor ``W(x)`` (>= 1).
-    :param hidden_dims: encoder hidden layer sizes; ``activation`` their activation.
-    Other parameters as in :class:`~pyro_lvm.guides.AmortizedGuide`.
+    :param hidden_dims: encoder hidden layer sizes.
+    :param activation: their activation.
+
+    Other parameters as in :class:`~pyro_lvm.guides.amortized.AmortizedGuide`.
     """
 
     def __init__(

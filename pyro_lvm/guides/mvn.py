@@ -20,8 +20,10 @@ class AmortizedMultivariateNormal(AmortizedGuide):
     The encoder outputs ``latent_dim`` means, ``latent_dim`` raw diagonal entries (made
     positive with softplus) and ``latent_dim (latent_dim - 1) / 2`` strictly-lower entries.
 
-    :param hidden_dims: encoder hidden layer sizes; ``activation`` their activation.
-    Other parameters as in :class:`~pyro_lvm.guides.AmortizedGuide`.
+    :param hidden_dims: encoder hidden layer sizes.
+    :param activation: their activation.
+
+    Other parameters as in :class:`~pyro_lvm.guides.amortized.AmortizedGuide`.
     """
 
     def __init__(
