@@ -22,9 +22,7 @@ Writes ``metrics.json``, ``samples.png``, ``reconstructions.png``, ``training_cu
 from __future__ import annotations
 
 import argparse
-import math
 import resource
-import time
 from pathlib import Path
 
 import pyro
@@ -35,25 +33,17 @@ from pyro import poutine
 import pyro_lvm
 from pyro_lvm import runs
 from pyro_lvm.data import dynamic_binarize, load_binarized_mnist, load_digits, load_mnist
-from pyro_lvm.guides import GUIDE_FAMILIES, AmortizedDelta, AmortizedGuide, LocalGuide, make_guide, optimize_local_params
+from pyro_lvm.evaluation import evaluate_latent_gaussian
+from pyro_lvm.guides import GUIDE_FAMILIES, make_guide
 from pyro_lvm.infer import (
     JitTraceMeanField_ELBO,
-    active_directions,
-    active_units,
-    amortization_gap,
-    bits_per_dim,
-    importance_log_likelihood,
     linear_warmup,
     load_weights,
-    per_example_elbo,
-    posterior_means,
     train,
 )
 from pyro_lvm.models import DeepLatentGaussian
 
 JIT_GUIDES = ("normal", "delta")  # families whose programs compile with torch.jit.trace (mvn and lowrank do not)
-DELTA_SCALES = (0.01, 0.03, 0.1, 0.3, 1.0)  # candidate proposal scales around a point encoder's z
-EVAL_CHUNK = 500  # test examples per importance-sampling call for log p(x)
 DATASET_DEFAULTS = {  # z_dim, epochs, batch size: a run of a few minutes on a laptop CPU
     "digits": dict(z_dim=2, epochs=300, batch_size=100),
     "mnist": dict(z_dim=50, epochs=20, batch_size=100),
@@ -184,31 +174,6 @@ def build_guide(args, model: DeepLatentGaussian, data_dim: int, num_train: int):
     return make_guide(args.guide, data_dim, args.z_dim, **options)
 
 
-def guide_for_test_examples(args, model: DeepLatentGaussian, guide, x: torch.Tensor):
-    """The proposal ``q(z | x)`` for the test examples ``x``: the guide itself, except for ``local``,
-    whose rows belong to training examples: there, new rows fitted to ``x`` with the model fixed."""
-    if args.guide != "local":
-        return guide
-    family = guide.family
-    start = LocalGuide.initial(family, len(x)).to(x.device).params
-    fitted = [
-        optimize_local_params(model.model, family, tuple(p[i : i + 1000] for p in start), x[i : i + 1000],
-                              steps=args.local_steps, lr=1e-2, num_particles=4)
-        for i in range(0, len(x), 1000)
-    ]
-    return LocalGuide(family, tuple(torch.cat(ps) for ps in zip(*fitted)))
-
-
-def likelihood_proposal(model: DeepLatentGaussian, guide, x: torch.Tensor):
-    """The importance proposal for log p(x): the guide, or for a point guide the Gaussian around its point
-    whose scale (from a grid) gives the highest ELBO on ``x``; returns (proposal, description)."""
-    if not isinstance(guide, AmortizedDelta):
-        return guide, "the guide"
-    scores = {s: per_example_elbo(model.model, guide.proposal(s), x, num_samples=20).mean().item() for s in DELTA_SCALES}
-    scale = max(scores, key=scores.get)
-    return guide.proposal(scale), f"N(point, {scale}^2 I), scale chosen by ELBO from {list(DELTA_SCALES)}"
-
-
 def peak_memory_mb(device: torch.device) -> float:
     """Peak memory of this run in MiB: CUDA memory allocated by torch, or on CPU the process's peak resident set."""
     if device.type == "cuda":
@@ -300,25 +265,11 @@ def main(argv=None) -> dict:
 
     model.eval()
     guide.eval()
-    t0 = time.perf_counter()
-    eval_guide = guide_for_test_examples(args, model, guide, x_eval)
-    elbo = per_example_elbo(model.model, eval_guide, x_eval, num_samples=10)
-    proposal, proposal_note = likelihood_proposal(model, eval_guide, x_eval[:100])
-    # a local guide's rows are the test examples in order: its chunks carry their example ids
-    ids = torch.arange(n_eval, device=device).split(EVAL_CHUNK)
-    ll = torch.cat([
-        importance_log_likelihood(model.model, proposal, chunk, *((chunk_ids,) if local else ()), num_samples=args.eval_samples,
-                                  chunk_size=max(1, 20000 // len(chunk)))
-        for chunk, chunk_ids in zip(x_eval.split(EVAL_CHUNK), ids)
-    ])
-    gap = None
-    if isinstance(guide, AmortizedGuide):  # local has no encoder, hence no amortization gap
-        gap = amortization_gap(model.model, guide, x_eval[: args.gap_examples], steps=args.gap_steps)
-    means = posterior_means(eval_guide, x_eval)
-    units, unit_variances = active_units(means)
-    directions, direction_variances = active_directions(means)
-    eval_seconds = time.perf_counter() - t0
-    is_bound = getattr(guide, "is_bound", True)
+    evaluation = evaluate_latent_gaussian(
+        model.model, guide, x_eval, num_samples=args.eval_samples, gap_examples=args.gap_examples,
+        gap_steps=args.gap_steps, local_steps=args.local_steps,
+    )
+    is_bound = evaluation.test_elbo_is_bound
     metrics = {
         "dataset": args.dataset,
         "guide": args.guide,
@@ -329,29 +280,12 @@ def main(argv=None) -> dict:
         "hidden": args.hidden,
         "epochs": args.epochs,
         "train_examples": len(x_train),
-        "test_examples": n_eval,
         "objective": ("hard ELBO (rate-distortion: no entropy term; not a bound on log p(x))" if not is_bound
                       else "ELBO" if args.loss == "elbo" else f"IWAE bound, K={args.particles}"),
-        "test_elbo": elbo.mean().item(),
-        "test_elbo_is_bound": is_bound,
-        "test_nll": -ll.mean().item(),
-        "test_log_likelihood": ll.mean().item(),
-        "test_log_likelihood_stderr": (ll.std() / math.sqrt(len(ll))).item() if len(ll) > 1 else None,
-        "eval_samples": args.eval_samples,
-        "likelihood_proposal": proposal_note,
-        "amortization_gap": None if gap is None else gap["gap"],
-        "gap_encoder_elbo": None if gap is None else gap["encoder_elbo"],
-        "gap_optimized_elbo": None if gap is None else gap["optimized_elbo"],
-        "gap_examples": None if gap is None else min(args.gap_examples, n_eval),
-        "active_units": units,
-        "latent_mean_variances": unit_variances,
-        "active_directions": directions,
-        "latent_mean_principal_variances": direction_variances,
-        "bits_per_dim": bits_per_dim(ll.mean().item(), data_dim),
+        **evaluation.to_dict(),
         "train_seconds": train_seconds,
         "seconds_per_epoch": train_seconds / max(1, len(history.epochs)),
         "examples_per_second": len(x_train) * len(history.epochs) / train_seconds,
-        "eval_seconds": eval_seconds,
         "peak_memory_mb": peak_memory_mb(device),
         "device": str(device),
         "device_name": runs.device_name(device),
@@ -366,15 +300,16 @@ def main(argv=None) -> dict:
         "history": history.epochs,
     }
     metrics["figures"] = save_figures(
-        out, model, eval_guide, history, x_eval, None if y_test is None else y_test[:n_eval], side, args
+        out, model, evaluation.guide, history, x_eval, None if y_test is None else y_test[:n_eval], side, args
     )
     runs.write_json(metrics, out / "metrics.json")
-    gap_text = "n/a (no encoder)" if gap is None else f"{gap['gap']:.2f} nats"
+    gap = metrics["amortization_gap"]
+    gap_text = "n/a (no encoder)" if gap is None else f"{gap:.2f} nats"
     print(
         f"test {'hard ELBO' if not is_bound else 'ELBO'} {metrics['test_elbo']:.2f} nats, test log p(x) {metrics['test_log_likelihood']:.2f} nats "
         f"(k={args.eval_samples}, {n_eval} images), {metrics['bits_per_dim']:.4f} bits/dim, "
-        f"{metrics['seconds_per_epoch']:.2f} s/epoch; amortization gap {gap_text}, {units}/{args.z_dim} active units "
-        f"({directions} active directions)"
+        f"{metrics['seconds_per_epoch']:.2f} s/epoch; amortization gap {gap_text}, {metrics['active_units']}/{args.z_dim} active units "
+        f"({metrics['active_directions']} active directions)"
     )
     print(f"wrote metrics.json and {len(metrics['figures'])} figures to {out.resolve()}")
     return metrics
