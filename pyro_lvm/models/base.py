@@ -10,6 +10,9 @@ family answers the same questions under the same names, and says so clearly when
 ``guide(*data)``               the family's own guide: empty where every latent is enumerated
 ``max_plate_nesting``          how many plates the story nests (for ``TraceEnum_ELBO``)
 ``latent_sites``               the names of the story's latent sample sites
+``latent_size``                how big the latent is: the number of values a discrete latent
+                               takes (mixture components, segments, frame labels), the
+                               dimension of a continuous one (``z_dim``); 0 without latents
 ``posterior(*data)``           the posterior over the latents given the data, as a
                                :class:`~torch.distributions.Distribution` (per-latent marginals
                                where the joint is a chain)
@@ -42,8 +45,8 @@ class NotAnswerable(NotImplementedError):
 class LatentVariableModel(PyroModule):
     """Base class of pyro_lvm's model families (see the module docstring for the face).
 
-    A subclass sets the class attributes ``max_plate_nesting`` and ``latent_sites``, implements
-    ``forward`` (the story) and every question it can answer. The questions it cannot answer
+    A subclass sets the class attributes ``max_plate_nesting`` and ``latent_sites``, defines the
+    property ``latent_size``, implements ``forward`` (the story) and every question it can answer. The questions it cannot answer
     raise :class:`NotAnswerable` naming the family and the reason, through :meth:`cannot`.
     """
 
@@ -55,6 +58,11 @@ class LatentVariableModel(PyroModule):
         for name in ("max_plate_nesting", "latent_sites"):
             if not hasattr(cls, name):
                 raise TypeError(f"{cls.__name__} must set the class attribute {name!r} (see pyro_lvm.models.base)")
+
+    @property
+    def latent_size(self) -> int:
+        """Values a discrete latent takes, or the dimension of a continuous one; 0 for a family without latents."""
+        raise NotImplementedError(f"{type(self).__name__} must define the property latent_size (see pyro_lvm.models.base)")
 
     def forward(self, *data: Any, **kwargs: Any) -> Any:
         """The generative story (each family documents its arguments, sites and plates)."""
