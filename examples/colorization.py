@@ -48,7 +48,6 @@ QUICK = {  # under a minute on 2 CPU cores
     "shapes": dict(hidden=16, epochs=6, train=300, test=100, size=24),
     "cifar10": dict(hidden=16, layers=4, epochs=2, train=500, test=100),
 }
-PLATES = 3  # images, rows, cols
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,7 +172,8 @@ def main(argv=None) -> dict:
     pixels = x.shape[-1] * x.shape[-2]
 
     model = LatentSegmentationColorizer(args.segments, hidden=args.hidden, num_layers=args.layers, color_head=args.color_head).to(device)
-    loss = TraceEnum_ELBO(max_plate_nesting=PLATES) if args.objective == "soft" else HardEM(max_plate_nesting=PLATES)
+    objective = TraceEnum_ELBO if args.objective == "soft" else HardEM
+    loss = objective(max_plate_nesting=model.max_plate_nesting)
     t0 = time.perf_counter()
     history = train(model.model, model.guide, (x, y), loss=loss, epochs=args.epochs, batch_size=args.batch_size,
                     lr=args.lr, device=device, progress=not args.no_progress)
@@ -188,12 +188,12 @@ def main(argv=None) -> dict:
     with torch.no_grad():
         pred_ab = batched(model.predict, xt)
         mean_ab = batched(lambda v: model.predict(v, kind="mean"), xt)
-        segments = batched(model.segment, xt)
+        segments = batched(model.map_latents, xt)
         base_ab = batched(baseline.predict, xt)
         nll = -float(model.log_likelihood(xt, yt, chunk_size=100).sum())
         to_rgb = lambda ab: lab_to_rgb(torch.cat((xt, ab), 1))  # noqa: E731
         pred_rgb, base_rgb = to_rgb(pred_ab), to_rgb(base_ab)
-        samples = model.sample(xt[:4], num_samples=3)
+        samples = model.sample(3, xt[:4])
 
     metrics = {
         "dataset": args.dataset,

@@ -28,7 +28,7 @@ def _batch(n=2, h=3, w=4, seed=0):
 
 def _hand_joint(model, x, y):
     """log p(z = k | x) + log p(y | z = k, x) per pixel, (N, H, W, K), from the network outputs."""
-    logits, loc, scale = model(x)
+    logits, loc, scale = model.networks(x)
     yy = y.permute(0, 2, 3, 1).unsqueeze(-2)  # (N, H, W, 1, 2)
     return logits.log_softmax(-1) + dist.Normal(loc, scale).log_prob(yy).sum(-1)
 
@@ -56,7 +56,7 @@ def test_hard_em_assignment_is_argmax_posterior_and_loss_is_joint_at_it():
     joint = _hand_joint(model, x, y)
     assert z_star.shape == (2, 3, 4)
     assert torch.equal(z_star, joint.argmax(-1))
-    assert torch.equal(z_star, model.posterior_segments(x, y).argmax(-1))
+    assert torch.equal(z_star, model.posterior(x, y).logits.argmax(-1))
     expected = -joint.max(-1).values.sum()
     torch.testing.assert_close(torch.as_tensor(hard.loss(model.model, model.guide, x, y)), expected.detach(), rtol=1e-5, atol=1e-3)
 
@@ -65,9 +65,9 @@ def test_posterior_and_predictions_against_hand_computation():
     model = LatentSegmentationColorizer(3, hidden=4, num_layers=2)
     x, y = _batch(seed=2)
     joint = _hand_joint(model, x, y)
-    torch.testing.assert_close(model.posterior_segments(x, y), joint.log_softmax(-1))
-    logits, loc, scale = model(x)
-    torch.testing.assert_close(model.segment(x), logits.argmax(-1))
+    torch.testing.assert_close(model.posterior(x, y).logits, joint.log_softmax(-1))
+    logits, loc, scale = model.networks(x)
+    torch.testing.assert_close(model.map_latents(x), logits.argmax(-1))
     mean = (logits.softmax(-1).unsqueeze(-1) * loc).sum(-2).permute(0, 3, 1, 2)
     torch.testing.assert_close(model.predict(x, kind="mean"), mean)
     # the mode is the component mean where the mixture density is highest
@@ -82,9 +82,9 @@ def test_posterior_and_predictions_against_hand_computation():
 def test_samples_match_the_mixture_moments():
     model = LatentSegmentationColorizer(3, hidden=4, num_layers=2)
     x, _ = _batch(n=1, h=2, w=2, seed=3)
-    samples = model.sample(x, num_samples=20000)
+    samples = model.sample(20000, x)
     assert samples.shape == (20000, 1, 2, 2, 2)
-    logits, loc, scale = model(x)
+    logits, loc, scale = model.networks(x)
     mixture = dist.MixtureSameFamily(dist.Categorical(logits=logits), dist.Normal(loc, scale).to_event(1))
     mean, std = mixture.mean.detach().permute(0, 3, 1, 2), mixture.variance.detach().sqrt().permute(0, 3, 1, 2)
     torch.testing.assert_close(samples.mean(0), mean, atol=float(4 * std.max() / math.sqrt(20000)), rtol=0)
@@ -107,7 +107,7 @@ def test_bad_input_raises_value_error_naming_it():
     with pytest.raises(ValueError, match=r"y must hold a\*, b\* values"):
         model.model(x, 10 * y)
     with pytest.raises(ValueError, match=r"x must hold L\* values"):
-        model.segment(x + 200)
+        model.map_latents(x + 200)
     with pytest.raises(ValueError, match=r"y must be"):
         ColorRegressor(hidden=4, num_layers=1).model(x, y[..., :2])
     for k in (0, -1):

@@ -24,16 +24,17 @@ colours.
 from __future__ import annotations
 
 import math
+from typing import Any, NoReturn
 
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule, pyro_method
 from pyro.ops.indexing import Vindex
 from torch import nn
 from torch.nn import functional as F
 
 from pyro_lvm.color import check_finite
+from pyro_lvm.models.base import LatentVariableModel
 
 __all__ = ["LatentSegmentationColorizer", "ColorRegressor", "conv_trunk", "check_colorization_data"]
 
@@ -96,10 +97,10 @@ def _normalize(x: torch.Tensor) -> torch.Tensor:
     return (x - 50.0) / 50.0
 
 
-class LatentSegmentationColorizer(PyroModule):
+class LatentSegmentationColorizer(LatentVariableModel):
     """``p(y | x) = prod_ij sum_k p(z_ij = k | x) N(y_ij | mu_ijk(x), sigma_ijk(x))``.
 
-    :param num_segments: K, the number of latent segments (>= 1).
+    :param num_segments: K, the number of latent segments (>= 1; ``latent_size``).
     :param hidden: channels of the convolutional trunk.
     :param num_layers: 3x3 convolution layers in the trunk (see :func:`conv_trunk`).
     :param color_head: ``"pixel"``: a 1x1 convolution on the trunk gives every segment its own
@@ -108,12 +109,17 @@ class LatentSegmentationColorizer(PyroModule):
     :param min_scale: lower bound of the Gaussian scales (ab units), which keeps the
         likelihood bounded.
 
-    Sites of :meth:`model`, all in the plates ``"images"`` (N, dim -3), ``"rows"`` (H, dim -2)
-    and ``"cols"`` (W, dim -1), so ``max_plate_nesting=3``:
+    Sites of the story (:meth:`forward`), all in the plates ``"images"`` (N, dim -3), ``"rows"``
+    (H, dim -2) and ``"cols"`` (W, dim -1), so ``max_plate_nesting=3``:
 
     - ``z``: the segment of each pixel, ``Categorical`` over K, marked for parallel enumeration;
     - ``y``: the ab colour of each pixel, event shape (2,), observed.
+
+    The guide is empty (``z`` is enumerated): train with ``TraceEnum_ELBO`` (exact) or ``HardEM``.
     """
+
+    max_plate_nesting = 3
+    latent_sites = ("z",)
 
     def __init__(
         self, num_segments: int = 8, hidden: int = 32, num_layers: int = 4, color_head: str = "pixel", min_scale: float = 1.0
@@ -138,7 +144,12 @@ class LatentSegmentationColorizer(PyroModule):
         else:
             self.palette = nn.Parameter(torch.cat((circle, torch.zeros(num_segments, 2)), -1))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    @property
+    def latent_size(self) -> int:
+        """K, the number of segments."""
+        return self.num_segments
+
+    def networks(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The network outputs for L* ``x`` (N, 1, H, W).
 
         :returns: ``logits`` (N, H, W, K) of ``p(z | x)``, and ``loc`` and ``scale`` (N, H, W, K, 2)
@@ -155,36 +166,36 @@ class LatentSegmentationColorizer(PyroModule):
         scale = self.min_scale + 10.0 * F.softplus(color[..., 2:])
         return logits, loc, scale
 
-    @pyro_method
-    def model(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The generative story for L* ``x`` (N, 1, H, W) and ab ``y`` (N, 2, H, W) (sampled if None).
 
         :returns: ``y`` as (N, H, W, 2), the observed or sampled ab colours.
         """
         check_colorization_data(x, y)
-        logits, loc, scale = self(x)
+        logits, loc, scale = self.networks(x)
         n, _, h, w = x.shape
         obs = None if y is None else y.permute(0, 2, 3, 1)
         with pyro.plate("images", n, dim=-3), pyro.plate("rows", h, dim=-2), pyro.plate("cols", w, dim=-1):
             z = pyro.sample("z", dist.Categorical(logits=logits), infer={"enumerate": "parallel"})
             return pyro.sample("y", dist.Normal(Vindex(loc)[..., z, :], Vindex(scale)[..., z, :]).to_event(1), obs=obs)
 
-    def guide(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
-        """The empty guide: ``z`` is summed out exactly by enumeration."""
-
     @torch.no_grad()
-    def segment(self, x: torch.Tensor) -> torch.Tensor:
-        """The segmentation ``argmax_k p(z_ij = k | x)``: int64 (N, H, W)."""
-        check_colorization_data(x)
-        return self(x)[0].argmax(-1)
+    def posterior(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dist.Categorical:
+        """The per-pixel segment posterior: ``p(z_ij | x, y)`` given the colours, ``p(z_ij | x)`` without.
 
-    @torch.no_grad()
-    def posterior_segments(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``log p(z_ij = k | x, y)`` (N, H, W, K): the per-pixel posterior given the colours."""
+        :returns: a ``Categorical`` over K with batch shape (N, H, W); its ``logits`` are the
+            normalized log-probabilities (N, H, W, K).
+        """
         check_colorization_data(x, y)
-        logits, loc, scale = self(x)
-        joint = logits.log_softmax(-1) + dist.Normal(loc, scale).log_prob(y.permute(0, 2, 3, 1).unsqueeze(-2)).sum(-1)
-        return joint.log_softmax(-1)
+        logits, loc, scale = self.networks(x)
+        if y is not None:
+            logits = logits.log_softmax(-1) + dist.Normal(loc, scale).log_prob(y.permute(0, 2, 3, 1).unsqueeze(-2)).sum(-1)
+        return dist.Categorical(logits=logits)
+
+    @torch.no_grad()
+    def map_latents(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The segmentation ``argmax_k`` of :meth:`posterior` (given the colours where ``y`` is given): int64 (N, H, W)."""
+        return self.posterior(x, y).logits.argmax(-1)
 
     @torch.no_grad()
     def log_likelihood(self, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 100) -> torch.Tensor:
@@ -194,11 +205,10 @@ class LatentSegmentationColorizer(PyroModule):
         :param chunk_size: images scored at once (memory grows with ``chunk_size * H * W * K``).
         """
         check_colorization_data(x, y)
-        if not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+        _check_chunk_size(chunk_size)
         scores = []
         for start in range(0, len(x), chunk_size):
-            logits, loc, scale = self(x[start : start + chunk_size])
+            logits, loc, scale = self.networks(x[start : start + chunk_size])
             pixels = dist.MixtureSameFamily(dist.Categorical(logits=logits), dist.Normal(loc, scale).to_event(1))
             scores.append(pixels.log_prob(y[start : start + chunk_size].permute(0, 2, 3, 1)).sum((-2, -1)))
         return torch.cat(scores)
@@ -212,7 +222,7 @@ class LatentSegmentationColorizer(PyroModule):
             mixture mean ``sum_k p(z = k | x) mu_k`` (what an L2 regressor estimates).
         """
         check_colorization_data(x)
-        logits, loc, scale = self(x)
+        logits, loc, scale = self.networks(x)
         log_w = logits.log_softmax(-1)
         if kind == "mean":
             ab = (log_w.exp().unsqueeze(-1) * loc).sum(-2)
@@ -226,24 +236,38 @@ class LatentSegmentationColorizer(PyroModule):
         return ab.permute(0, 3, 1, 2)
 
     @torch.no_grad()
-    def sample(self, x: torch.Tensor, num_samples: int = 1) -> torch.Tensor:
-        """Colour samples ``y ~ p(y | x)``: (num_samples, N, 2, H, W)."""
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    def sample(
+        self, num_samples: int, x: torch.Tensor, return_latents: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Colour samples ``y ~ p(y | x)``: (num_samples, N, 2, H, W), and with ``return_latents`` the
+        segments ``z ~ p(z | x)`` they were drawn from, (num_samples, N, H, W)."""
+        _check_num_samples(num_samples)
         check_colorization_data(x)
-        logits, loc, scale = self(x)
+        logits, loc, scale = self.networks(x)
         z = dist.Categorical(logits=logits).sample((num_samples,))  # (S, N, H, W)
         index = z[..., None, None].expand(*z.shape, 1, 2)
         pick = lambda t: t.expand(num_samples, *t.shape).gather(-2, index).squeeze(-2)  # noqa: E731
-        return dist.Normal(pick(loc), pick(scale)).sample().permute(0, 1, 4, 2, 3)
+        y = dist.Normal(pick(loc), pick(scale)).sample().permute(0, 1, 4, 2, 3)
+        return (y, z) if return_latents else y
 
 
-class ColorRegressor(PyroModule):
+def _check_num_samples(num_samples: int) -> None:
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+
+
+def _check_chunk_size(chunk_size: int) -> None:
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+
+
+class ColorRegressor(LatentVariableModel):
     """The baseline: the same trunk regressing ab directly with an L2 loss.
 
     ``y_ij ~ N(f(x)_ij, sigma I)`` with a fixed ``sigma``, so the negative log-likelihood is
     ``|y - f(x)|^2 / (2 sigma^2)`` plus a constant: least squares, trained with the same
-    :func:`~pyro_lvm.infer.train` loop (``Trace_ELBO``, empty guide).
+    :func:`~pyro_lvm.infer.train` loop (``Trace_ELBO``, empty guide). It has no latent variables
+    (``latent_sites`` is empty, ``latent_size`` 0): :meth:`posterior` and :meth:`map_latents` say so.
 
     :param hidden: channels of the convolutional trunk.
     :param num_layers: 3x3 convolution layers in the trunk.
@@ -253,6 +277,9 @@ class ColorRegressor(PyroModule):
     ``"cols"`` (dim -1).
     """
 
+    max_plate_nesting = 3
+    latent_sites = ()
+
     def __init__(self, hidden: int = 32, num_layers: int = 4, sigma: float = 10.0) -> None:
         super().__init__()
         if not sigma > 0:
@@ -261,25 +288,56 @@ class ColorRegressor(PyroModule):
         self.trunk = conv_trunk(hidden, num_layers)
         self.head = nn.Conv2d(hidden, 2, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def latent_size(self) -> int:
+        """0: no latent variables."""
+        return 0
+
+    def networks(self, x: torch.Tensor) -> torch.Tensor:
         """Regressed ab (N, 2, H, W) for L* ``x`` (N, 1, H, W)."""
         return 50.0 * self.head(self.trunk(_normalize(x)))
 
-    @pyro_method
-    def model(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def _distribution(self, x: torch.Tensor) -> dist.Distribution:
+        """``p(y | x)`` per pixel: batch shape (N, H, W), event shape (2,)."""
+        return dist.Normal(self.networks(x).permute(0, 2, 3, 1), self.sigma).to_event(1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """``y ~ N(f(x), sigma)`` per pixel, for L* ``x`` (N, 1, H, W) and ab ``y`` (N, 2, H, W)."""
         check_colorization_data(x, y)
-        loc = self(x).permute(0, 2, 3, 1)
         n, _, h, w = x.shape
         obs = None if y is None else y.permute(0, 2, 3, 1)
         with pyro.plate("images", n, dim=-3), pyro.plate("rows", h, dim=-2), pyro.plate("cols", w, dim=-1):
-            return pyro.sample("y", dist.Normal(loc, self.sigma).to_event(1), obs=obs)
+            return pyro.sample("y", self._distribution(x), obs=obs)
 
-    def guide(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
-        """The empty guide (no latent sites)."""
+    def posterior(self, *data: Any, **kwargs: Any) -> NoReturn:
+        """None: the family has no latent variables."""
+        raise self.cannot("posterior", "it has no latent variables (y is regressed on x directly)")
+
+    def map_latents(self, *data: Any, **kwargs: Any) -> NoReturn:
+        """None: the family has no latent variables."""
+        raise self.cannot("map_latents", "it has no latent variables (y is regressed on x directly)")
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, x: torch.Tensor, return_latents: bool = False) -> torch.Tensor:
+        """Colour samples ``y ~ N(f(x), sigma)``: (num_samples, N, 2, H, W)."""
+        if return_latents:
+            raise self.cannot("sample with return_latents=True", "it has no latent variables")
+        _check_num_samples(num_samples)
+        check_colorization_data(x)
+        return self._distribution(x).sample((num_samples,)).permute(0, 1, 4, 2, 3)
+
+    @torch.no_grad()
+    def log_likelihood(self, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 100) -> torch.Tensor:
+        """``log p(y | x)`` per image, (N,) nats (``chunk_size`` images at a time)."""
+        check_colorization_data(x, y)
+        _check_chunk_size(chunk_size)
+        return torch.cat([
+            self._distribution(x[i : i + chunk_size]).log_prob(y[i : i + chunk_size].permute(0, 2, 3, 1)).sum((-2, -1))
+            for i in range(0, len(x), chunk_size)
+        ])
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Predicted ab colours (N, 2, H, W)."""
         check_colorization_data(x)
-        return self(x)
+        return self.networks(x)
