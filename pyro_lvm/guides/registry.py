@@ -46,7 +46,7 @@ GUIDE_FAMILIES: dict[str, Callable[..., AmortizedGuide | LocalGuide]] = {
     "semi": _semi,
 }
 
-#: Extra options a family requires beyond the encoder's: ``local`` its table size, ``semi`` the model.
+#: The options each family requires beyond the encoder's (``local`` its table size, ``semi`` the model).
 NEEDS: dict[str, tuple[str, ...]] = {"local": ("num_examples",), "semi": ("model",)}
 
 

@@ -185,7 +185,7 @@ def importance_log_likelihood(
     :param plate: name of the model's data plate.
     :returns: tensor of shape (N,), nats.
     :raises ValueError: when the guide misses a latent site, samples one the model lacks or observes,
-        or has another shape there (naming the sites; see :func:`~pyro_lvm.guides.check_guide_sites});
+        or has another shape there (naming the sites; see :func:`~pyro_lvm.guides.check_guide_sites`);
         when the model leaves a site marked for enumeration to be summed (not yet done inside the
         weights); when a guide site is a point mass (Delta: use a proposal with a density around the
         point, e.g. :meth:`~pyro_lvm.guides.AmortizedDelta.proposal`); when the arguments have no

@@ -253,8 +253,8 @@ class BandedTransition:
         Rows ``0..N-1`` hold the forward messages without their own emission, rows ``N..2N-1``
         the backward messages of frame ``T - 1 - u`` with the states reversed, where the backward
         recursion is a forward one with the reversed band. The steps' banded matrices
-        (:func:`_step_matrices`, emissions included) are built a block of frames at a time, so
-        the loop over frames (:func:`_run_banded`) does one add and one reduction a frame.
+        (``_step_matrices``, emissions included) are built a block of frames at a time, so
+        the loop over frames (``_run_banded``) does one add and one reduction a frame.
 
         :returns: ``alphas`` (T, N, K) and ``betas`` (T, N, K) or None.
         """

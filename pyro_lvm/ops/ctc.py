@@ -280,7 +280,7 @@ def ctc_viterbi(
     """The most probable alignment of each target, ``argmax_{z: B(z) = y} p(z | x)``.
 
     A max-product forward pass over the alignment chain and a backtrace along the best moves
-    (what ``infer_discrete(temperature=0)`` does on :func:`ctc_alignment_model`).
+    (what ``infer_discrete(temperature=0)`` does on :func:`~pyro_lvm.models.ctc_alignment_model`).
 
     :returns: LongTensor (N, T) of frame labels (blank included), ``-1`` past each input length
         and on the whole row of a target that no alignment can produce.
@@ -302,7 +302,7 @@ def ctc_sample_alignments(
     num_samples: int = 1,
 ) -> torch.Tensor:
     """Alignments drawn from the posterior ``p(z | y, x)`` by forward-filtering backward-sampling
-    (what ``infer_discrete(temperature=1)`` does on :func:`ctc_alignment_model`).
+    (what ``infer_discrete(temperature=1)`` does on :func:`~pyro_lvm.models.ctc_alignment_model`).
 
     :returns: LongTensor (num_samples, N, T) of frame labels, ``-1`` past each input length and
         on the rows of targets that no alignment can produce.
