@@ -1,11 +1,12 @@
 """Guide families for the deep latent Gaussian model, compared at one architecture, data set and budget.
 
-Every case trains ``examples/vae.py`` (same model, encoder sizes, data, epochs, batch size,
-learning-rate schedule and seed) with one guide family and objective, in its own process,
-and reads back its ``metrics.json``: test ELBO (the hard ELBO for ``delta``, which is not a
-bound), test NLL by importance sampling (nats, positive), amortization gap, active units,
-seconds per epoch, examples per second and peak memory (CUDA: torch's peak allocation; CPU:
-the process's peak resident set).
+Every case is one :func:`pyro_lvm.evaluation.run_vae_experiment`, the run ``examples/vae.py``
+makes (same model, encoder sizes, data, epochs, batch size, learning-rate schedule and seed),
+with one guide family and objective, in this process; its record gives the test ELBO (the hard
+ELBO for ``delta``, which is not a bound), test NLL by importance sampling (nats, positive),
+amortization gap, active units, seconds per epoch, examples per second and peak memory (CUDA:
+torch's peak allocation during the case; CPU: the process's peak resident set so far, so a
+case's figure is at least the largest of the cases before it).
 
 Writes ``OUT/guide_families_<device>.json`` (rows from other devices kept), a Markdown table
 beside it and ``OUT/guide_families_<device>.png`` (test NLL against training wall clock).
@@ -26,10 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -37,12 +35,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, parser, row, setup, write_results  # noqa: E402
 
-from pyro_lvm.runs import positive_float, positive_int  # noqa: E402
+from pyro_lvm.evaluation import VAEData, VAEExperiment, load_vae_data, run_vae_experiment  # noqa: E402
+from pyro_lvm.runs import positive_float, positive_int, write_json  # noqa: E402
 
 __all__ = ["CASES", "build_parser", "main", "plot", "run_case"]
 
 NAME = "guide_families"
-VAE = Path(__file__).resolve().parents[1] / "examples" / "vae.py"
 
 #: (guide, loss) pairs of the full comparison; every family with the ELBO, the IWAE bound for two.
 CASES = [
@@ -65,39 +63,37 @@ TABLE_COLUMNS = [
 ]
 
 
-def run_case(guide: str, loss: str, config: dict, args, out_dir: Path) -> dict:
-    """Train and evaluate one case with ``examples/vae.py`` in a fresh process; returns its metrics.
+def run_case(guide: str, loss: str, config: dict, args, data: VAEData, out_dir: Path | None) -> dict:
+    """Train and evaluate one case on ``data`` in this process; returns its record (``examples/vae.py``'s ``metrics.json``).
 
-    Under ``args.resume`` a case whose folder holds the metrics of the same command (its
-    ``command.json``, written after a run succeeds) is read back instead of run again.
+    With ``out_dir`` (``--keep-runs``) the record is written there as ``metrics.json`` with the
+    case's settings beside it (``experiment.json``, written after the case succeeds); under
+    ``args.resume`` a folder holding the record of the same settings is read back instead of run again.
     """
-    cmd = [
-        sys.executable, str(VAE), "--guide", guide, "--loss", loss, "--dataset", config["dataset"],
-        "--z-dim", str(config["z_dim"]), "--hidden", *map(str, args.hidden), "--epochs", str(config["epochs"]),
-        "--batch-size", str(config["batch_size"]), "--lr", str(args.lr), "--lr-decay", str(config["lr_decay"]),
-        "--particles", str(config["particles"] if loss == "iwae" else 1), "--eval-samples", str(config["eval_samples"]),
-        "--gap-examples", str(config["gap_examples"]), "--gap-steps", str(config["gap_steps"]),
-        "--device", args.device, "--seed", str(args.seed), "--out", str(out_dir), "--no-progress",
-    ]
-    if config["eval_examples"] is not None:
-        cmd += ["--eval-examples", str(config["eval_examples"])]
-    if args.data_dir is not None:
-        cmd += ["--data-dir", args.data_dir]
-    env = dict(os.environ)
-    if args.threads:
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
-    metrics, record = out_dir / "metrics.json", out_dir / "command.json"
-    if args.resume and metrics.exists() and record.exists() and json.loads(record.read_text()) == cmd[2:]:
-        print(f"-- {guide} + {loss}: done before, reading {metrics}", flush=True)
-        return json.loads(metrics.read_text())
-    print(f"-- {guide} + {loss}: {' '.join(cmd[2:])}", flush=True)
-    record.unlink(missing_ok=True)  # until this run succeeds, the folder holds no finished case
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"examples/vae.py failed for {guide} + {loss} (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    print(done.stdout.strip().splitlines()[-2], flush=True)
-    record.write_text(json.dumps(cmd[2:]))
-    return json.loads(metrics.read_text())
+    experiment = VAEExperiment(
+        dataset=config["dataset"], guide=guide, loss=loss, particles=config["particles"] if loss == "iwae" else 1,
+        z_dim=config["z_dim"], hidden=list(args.hidden), epochs=config["epochs"], batch_size=config["batch_size"],
+        lr=args.lr, lr_decay=config["lr_decay"], eval_samples=config["eval_samples"],
+        eval_examples=config["eval_examples"], gap_examples=config["gap_examples"], gap_steps=config["gap_steps"],
+        device=args.device, seed=args.seed,
+    )
+    settings = {**experiment.to_dict(), "data_dir": args.data_dir}
+    if out_dir is not None:
+        metrics, record = out_dir / "metrics.json", out_dir / "experiment.json"
+        if args.resume and metrics.exists() and record.exists() and json.loads(record.read_text()) == settings:
+            print(f"-- {guide} + {loss}: done before, reading {metrics}", flush=True)
+            return json.loads(metrics.read_text())
+        record.unlink(missing_ok=True)  # until this case succeeds, the folder holds no finished case
+    print(f"-- {guide} + {loss}", flush=True)
+    m = run_vae_experiment(experiment, data, progress=False).metrics
+    print(f"test {'ELBO' if m['test_elbo_is_bound'] else 'hard ELBO'} {m['test_elbo']:.2f} nats, test NLL {m['test_nll']:.2f} "
+          f"nats (k={m['eval_samples']}, {m['test_examples']} images), {m['seconds_per_epoch']:.2f} s/epoch", flush=True)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(m, metrics)
+        write_json(settings, record)
+        m = json.loads(metrics.read_text())  # the same record a resumed run reads back (tensors as lists)
+    return m
 
 
 def plot(rows: list[dict], histories: dict[str, list[dict]], path: Path) -> Path:
@@ -147,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     p.add_argument("--lr-decay", type=positive_float, default=None, help="learning-rate factor per epoch (default: 0.99; 0.98 under --quick)")
     p.add_argument("--hidden", type=positive_int, nargs="+", default=[200, 200], help="encoder and decoder hidden sizes (default: 200 200)")
-    p.add_argument("--keep-runs", default=None, help="keep each case's vae.py output folder (figures, metrics.json) under this folder")
+    p.add_argument("--keep-runs", default=None,
+                   help="keep each case's record (metrics.json, as examples/vae.py writes it) and settings in a folder under this one")
     p.add_argument("--resume", action="store_true",
                    help="with --keep-runs, read back the cases already run there with the same settings instead of rerunning them")
     return p
@@ -172,25 +169,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
             raise ValueError(f"--cases takes GUIDE:LOSS with LOSS elbo or iwae, got {':'.join(case)!r}")
 
     rows, histories = [], {}
-    with tempfile.TemporaryDirectory() as tmp:
-        runs_root = Path(args.keep_runs) if args.keep_runs else Path(tmp)
-        for guide, loss in cases:
-            m = run_case(guide, loss, config, args, runs_root / f"{guide}_{loss}")
-            case = f"{guide}+{loss}" + (f"(K={m['particles']})" if loss == "iwae" else "")
-            histories[case] = m["history"]
-            rows.append(row(
-                NAME, case, device, args.quick or args.smoke,
-                threads=args.threads or None, clock="wall (perf_counter) inside the training loop",
-                guide=guide, loss=loss, particles=m["particles"], dataset=m["dataset"], epochs=m["epochs"],
-                batch_size=config["batch_size"], lr=args.lr, lr_decay=config["lr_decay"], z_dim=m["z_dim"],
-                hidden=m["hidden"], objective=m["objective"], test_elbo=m["test_elbo"],
-                test_elbo_is_bound=m["test_elbo_is_bound"], test_nll=m["test_nll"], bits_per_dim=m["bits_per_dim"],
-                eval_samples=m["eval_samples"], test_examples=m["test_examples"], likelihood_proposal=m["likelihood_proposal"],
-                amortization_gap=m["amortization_gap"], gap_examples=m["gap_examples"], active_units=m["active_units"],
-                active_directions=m["active_directions"],
-                train_seconds=m["train_seconds"], seconds_per_epoch=m["seconds_per_epoch"],
-                examples_per_second=m["examples_per_second"], peak_memory_mb=m["peak_memory_mb"],
-            ))
+    data = load_vae_data(config["dataset"], args.data_dir, seed=args.seed)
+    for guide, loss in cases:
+        m = run_case(guide, loss, config, args, data, Path(args.keep_runs) / f"{guide}_{loss}" if args.keep_runs else None)
+        case = f"{guide}+{loss}" + (f"(K={m['particles']})" if loss == "iwae" else "")
+        histories[case] = m["history"]
+        rows.append(row(
+            NAME, case, device, args.quick or args.smoke,
+            threads=args.threads or None, clock="wall (perf_counter) inside the training loop",
+            guide=guide, loss=loss, particles=m["particles"], dataset=m["dataset"], epochs=m["epochs"],
+            batch_size=config["batch_size"], lr=args.lr, lr_decay=config["lr_decay"], z_dim=m["z_dim"],
+            hidden=m["hidden"], objective=m["objective"], test_elbo=m["test_elbo"],
+            test_elbo_is_bound=m["test_elbo_is_bound"], test_nll=m["test_nll"], bits_per_dim=m["bits_per_dim"],
+            eval_samples=m["eval_samples"], test_examples=m["test_examples"], likelihood_proposal=m["likelihood_proposal"],
+            amortization_gap=m["amortization_gap"], gap_examples=m["gap_examples"], active_units=m["active_units"],
+            active_directions=m["active_directions"],
+            train_seconds=m["train_seconds"], seconds_per_epoch=m["seconds_per_epoch"],
+            examples_per_second=m["examples_per_second"], peak_memory_mb=m["peak_memory_mb"],
+        ))
     name = f"{NAME}_{device.type}"
     path = write_results(name, rows, args.out)
     all_rows = json.loads(path.read_text())

@@ -22,28 +22,21 @@ Writes ``metrics.json``, ``samples.png``, ``reconstructions.png``, ``training_cu
 from __future__ import annotations
 
 import argparse
-import resource
 from pathlib import Path
 
-import pyro
-import pyro.infer
 import torch
 from pyro import poutine
 
 import pyro_lvm
 from pyro_lvm import runs
-from pyro_lvm.data import dynamic_binarize, load_binarized_mnist, load_digits, load_mnist
-from pyro_lvm.evaluation import evaluate_latent_gaussian
-from pyro_lvm.guides import GUIDE_FAMILIES, make_guide
-from pyro_lvm.infer import (
-    JitTraceMeanField_ELBO,
-    linear_warmup,
-    load_weights,
-    train,
+from pyro_lvm.evaluation import (
+    JIT_GUIDES,
+    VAEExperiment,
+    load_vae_data,
+    run_vae_experiment,
 )
-from pyro_lvm.models import DeepLatentGaussian
+from pyro_lvm.guides import GUIDE_FAMILIES
 
-JIT_GUIDES = ("normal", "delta")  # families whose programs compile with torch.jit.trace (mvn and lowrank do not)
 DATASET_DEFAULTS = {  # z_dim, epochs, batch size: a run of a few minutes on a laptop CPU
     "digits": dict(z_dim=2, epochs=300, batch_size=100),
     "mnist": dict(z_dim=50, epochs=20, batch_size=100),
@@ -131,56 +124,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def load_data(args):
-    """Return (train grey levels or binary pixels, test binary pixels, test labels or None, image side, dynamic?)."""
-    if args.dataset == "digits":
-        x_train, _ = load_digits("train", seed=args.seed)
-        x_test, y_test = load_digits("test", seed=args.seed)
-        dynamic = True
-    elif args.dataset == "mnist":
-        x_train, _ = load_mnist(args.data_dir, "train")
-        x_test, y_test = load_mnist(args.data_dir, "test")
-        dynamic = True
-    else:
-        x_train = load_binarized_mnist(args.data_dir, "train")
-        x_test, y_test = load_binarized_mnist(args.data_dir, "test"), None
-        dynamic = False
-    side = x_train.shape[-1]
-    x_train, x_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
-    if dynamic:  # the test set is binarized once, with a fixed seed, so every run scores the same pixels
-        x_test = dynamic_binarize(x_test, generator=torch.Generator().manual_seed(1234))
-    return x_train, x_test, y_test, side, dynamic
-
-
-def make_loss(args):
-    if args.jit:
-        return JitTraceMeanField_ELBO(
-            num_particles=args.particles, vectorize_particles=args.particles > 1, max_plate_nesting=1, ignore_jit_warnings=True
-        )
-    if args.loss == "iwae":
-        return pyro.infer.RenyiELBO(alpha=0.0, num_particles=args.particles, vectorize_particles=True, max_plate_nesting=1)
-    return pyro.infer.TraceMeanField_ELBO(num_particles=args.particles, vectorize_particles=args.particles > 1, max_plate_nesting=1)
-
-
-def build_guide(args, model: DeepLatentGaussian, data_dim: int, num_train: int):
-    """The ``--guide`` family with this run's encoder architecture and family options."""
-    encoder = dict(hidden_dims=args.hidden, activation=args.activation)
-    options = {
-        "lowrank": dict(encoder, rank=args.rank),
-        "iaf": dict(encoder, num_flows=args.flows),
-        "semi": dict(encoder, model=model.model, refine_steps=args.refine_steps, refine_lr=args.refine_lr),
-        "local": dict(num_examples=num_train),
-    }.get(args.guide, encoder)
-    return make_guide(args.guide, data_dim, args.z_dim, **options)
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory of this run in MiB: CUDA memory allocated by torch, or on CPU the process's peak resident set."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
 @torch.no_grad()
 def encode(guide, x: torch.Tensor) -> torch.Tensor:
     """One draw of z ~ q(z | x) per example, shape (N, z_dim)."""
@@ -205,7 +148,7 @@ def save_figures(out, model, guide, history, x_test, y_test, side, args) -> list
         plt.close(fig)
 
     written = ["samples.png", "reconstructions.png", "training_curve.png"]
-    grid(model.sample(64), 8, 8, written[0], "samples: mean of p(x | z), z ~ N(0, I)")
+    grid(model.sample(64, mean=True), 8, 8, written[0], "samples: mean of p(x | z), z ~ N(0, I)")
     z_test = encode(guide, x_test)  # all at once: a local guide's rows are the test examples in order
     x = x_test[:10]
     recon = model.likelihood_dist(z_test[:10]).mean
@@ -231,83 +174,22 @@ def save_figures(out, model, guide, history, x_test, y_test, side, args) -> list
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    runs.set_seed(args.seed)
-    if args.jit:
-        pyro.enable_validation(False)
-    device = runs.resolve_device(args.device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     out = runs.output_dir(args.out)
-    x_train, x_test, y_test, side, dynamic = load_data(args)
-    if args.eval_examples is not None and args.eval_examples > len(x_test):
-        raise ValueError(f"--eval-examples {args.eval_examples}: {args.dataset} has only {len(x_test)} test examples")
-    data_dim = x_train.shape[1]
-
-    pyro.clear_param_store()
-    bias = DeepLatentGaussian.output_bias_from_data(x_train)
-    model = DeepLatentGaussian(data_dim, args.z_dim, args.hidden, args.activation, output_bias=bias)
-    guide = build_guide(args, model, data_dim, len(x_train))
-    pretrained = None if args.init_from is None else load_weights(args.init_from, model.model, guide)
-    local = args.guide == "local"  # its model and guide calls carry the example ids
-    optimizer = pyro.optim.ExponentialLR({"optimizer": torch.optim.Adam, "optim_args": {"lr": args.lr}, "gamma": args.lr_decay})
-    n_eval = len(x_test) if args.eval_examples is None else args.eval_examples
-    x_eval = x_test[:n_eval].to(device)
-
-    history = train(
-        model.model, guide, (x_train, torch.arange(len(x_train))) if local else x_train,
-        loss=make_loss(args), optimizer=optimizer, epochs=args.epochs,
-        batch_size=args.batch_size, device=device, beta=linear_warmup(args.kl_warmup) if args.kl_warmup else 1.0,
-        batch_transform=dynamic_binarize if dynamic else None, val_data=None if local else x_eval,
-        val_every=max(1, args.epochs // 10), checkpoint=args.checkpoint, resume=args.resume,
-        progress=not args.no_progress,
-    )
-    train_seconds = history.train_seconds  # all epochs, those of an earlier run that --resume continued too
-
-    model.eval()
-    guide.eval()
-    evaluation = evaluate_latent_gaussian(
-        model.model, guide, x_eval, num_samples=args.eval_samples, gap_examples=args.gap_examples,
-        gap_steps=args.gap_steps, local_steps=args.local_steps,
-    )
-    is_bound = evaluation.test_elbo_is_bound
-    metrics = {
-        "dataset": args.dataset,
-        "guide": args.guide,
-        "loss": args.loss,
-        "particles": args.particles,
-        "jit": args.jit,
-        "z_dim": args.z_dim,
-        "hidden": args.hidden,
-        "epochs": args.epochs,
-        "train_examples": len(x_train),
-        "objective": ("hard ELBO (rate-distortion: no entropy term; not a bound on log p(x))" if not is_bound
-                      else "ELBO" if args.loss == "elbo" else f"IWAE bound, K={args.particles}"),
-        **evaluation.to_dict(),
-        "train_seconds": train_seconds,
-        "seconds_per_epoch": train_seconds / max(1, len(history.epochs)),
-        "examples_per_second": len(x_train) * len(history.epochs) / train_seconds,
-        "peak_memory_mb": peak_memory_mb(device),
-        "device": str(device),
-        "device_name": runs.device_name(device),
-        "torch": torch.__version__,
-        "pyro": pyro.__version__,
-        "pyro_lvm": pyro_lvm.__version__,
-        "seed": args.seed,
-        "init_from": None if pretrained is None else {
-            "checkpoint": str(args.init_from), "epochs": len(pretrained.epochs), "train_seconds": pretrained.train_seconds,
-            "final_train_loss": pretrained.epochs[-1]["train_loss"] if pretrained.epochs else None,
-        },
-        "history": history.epochs,
-    }
-    metrics["figures"] = save_figures(
-        out, model, evaluation.guide, history, x_eval, None if y_test is None else y_test[:n_eval], side, args
-    )
+    data = load_vae_data(args.dataset, args.data_dir, seed=args.seed)
+    if args.eval_examples is not None and args.eval_examples > len(data.x_test):
+        raise ValueError(f"--eval-examples {args.eval_examples}: {args.dataset} has only {len(data.x_test)} test examples")
+    experiment = VAEExperiment(**{k: getattr(args, k) for k in VAEExperiment.__dataclass_fields__})
+    run = run_vae_experiment(experiment, data, progress=not args.no_progress)
+    metrics = run.metrics
+    metrics["pyro_lvm"] = pyro_lvm.__version__
+    is_bound = metrics["test_elbo_is_bound"]
+    metrics["figures"] = save_figures(out, run.model, run.guide, run.history, run.x_eval, run.y_eval, data.side, args)
     runs.write_json(metrics, out / "metrics.json")
     gap = metrics["amortization_gap"]
     gap_text = "n/a (no encoder)" if gap is None else f"{gap:.2f} nats"
     print(
         f"test {'hard ELBO' if not is_bound else 'ELBO'} {metrics['test_elbo']:.2f} nats, test log p(x) {metrics['test_log_likelihood']:.2f} nats "
-        f"(k={args.eval_samples}, {n_eval} images), {metrics['bits_per_dim']:.4f} bits/dim, "
+        f"(k={args.eval_samples}, {metrics['test_examples']} images), {metrics['bits_per_dim']:.4f} bits/dim, "
         f"{metrics['seconds_per_epoch']:.2f} s/epoch; amortization gap {gap_text}, {metrics['active_units']}/{args.z_dim} active units "
         f"({metrics['active_directions']} active directions)"
     )

@@ -158,7 +158,7 @@ def test_guide_families_writes_a_row_per_case(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise Rerun("a case ran")
 
-    monkeypatch.setattr(guide_families.subprocess, "run", no_training)
+    monkeypatch.setattr(guide_families, "run_vae_experiment", no_training)
     again = guide_families.main([*argv, "--resume"])
     assert [(r["case"], r["test_nll"]) for r in again] == [(r["case"], r["test_nll"]) for r in rows]
     with pytest.raises(Rerun):

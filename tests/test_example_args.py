@@ -109,8 +109,8 @@ def test_vae_fills_in_its_defaults_only_where_no_value_was_given():
 
 def test_vae_refuses_more_eval_examples_than_the_test_set_before_training(tmp_path, monkeypatch):
     vae = load("examples/vae.py")
-    monkeypatch.setattr(vae, "train", lambda *a, **k: pytest.fail("it trained before checking --eval-examples"))
-    n_test = len(vae.load_digits("test")[0])
+    monkeypatch.setattr(vae, "run_vae_experiment", lambda *a, **k: pytest.fail("it trained before checking --eval-examples"))
+    n_test = len(vae.load_vae_data("digits").x_test)
     with pytest.raises(ValueError, match=rf"--eval-examples {n_test + 1}: .* {n_test} test examples"):
         vae.main(["--eval-examples", str(n_test + 1), "--out", str(tmp_path), "--no-progress"])
 
