@@ -5,8 +5,8 @@ Story: an image of 1 to 5 digits side by side with random gaps is read column by
 column t has a latent frame label z_t (a digit or the blank) with p(z_t | x) from a convolutional
 encoder (batch-normalized, dilated 1-D convolutions over columns), and the label
 string is y = B(z) (merge repeats, drop blanks). Soft training maximizes log p(y | x) = log sum_{B(z) = y} prod_t p(z_t | x)
-(``pyro.sample("y", CTC(...), obs=y)`` with an empty guide); Viterbi training maximizes log p(z* | x) for the best alignment z*
-of y under the current model. Both run through ``pyro_lvm.infer.train``.
+(``ColumnCTC``'s story, ``pyro.sample("y", CTC(...), obs=y)`` with an empty guide); Viterbi training maximizes log p(z* | x)
+for the best alignment z* of y under the current model (``ColumnCTC.viterbi_story``). Both run through ``pyro_lvm.infer.train``.
 
     python examples/ctc_alignment.py                  # 8x8 digits bundled with scikit-learn (offline)
     python examples/ctc_alignment.py --quick          # the same, in well under a minute
@@ -33,8 +33,8 @@ from pyro_lvm import runs
 from pyro_lvm.data import load_digits, load_mnist
 from pyro_lvm.data.digit_strings import DigitStrings, make_digit_strings, span_alignment_accuracy
 from pyro_lvm.infer import train
+from pyro_lvm.models import ColumnCTC
 from pyro_lvm.ops import ctc_label_error_rate
-from pyro_lvm.models.ctc_recognizer import ColumnCTC
 
 MODES = ("soft", "hard")
 
@@ -100,7 +100,7 @@ def evaluate(model: ColumnCTC, test: DigitStrings, batch_size: int = 256) -> dic
     for start in range(0, len(test), batch_size):
         images, widths, targets, lengths = (t[start : start + batch_size] for t in as_tuple(test))
         decoded += model.decode(images, widths)
-        paths.append(model.align(images, widths, targets, lengths))
+        paths.append(model.map_latents(images, widths, targets, lengths))
         log_lik.append(model.log_likelihood(images, widths, targets, lengths))
     log_lik = torch.cat(log_lik)
     return {
@@ -119,8 +119,8 @@ def plot_posterior(model: ColumnCTC, test: DigitStrings, count: int, title: str,
     import matplotlib.pyplot as plt
 
     images, widths, targets, lengths = (t[:count] for t in as_tuple(test))
-    posterior = model.alignment_posterior(images, widths, targets, lengths).cpu()  # (W, n, C)
-    best = model.align(images, widths, targets, lengths).cpu()
+    posterior = model.posterior(images, widths, targets, lengths).probs.cpu()  # (n, W, C)
+    best = model.map_latents(images, widths, targets, lengths).cpu()
     fig, axes = plt.subplots(2 * count, 1, figsize=(10, 2.6 * count), sharex=True,
                              gridspec_kw={"height_ratios": [1, 1.4] * count})
     for i in range(count):
@@ -133,7 +133,7 @@ def plot_posterior(model: ColumnCTC, test: DigitStrings, count: int, title: str,
             ax.text((lo + hi) / 2 - 0.5, -0.5, str(int(targets[i, k]) - 1), ha="center", va="bottom", fontsize=9)
         ax.set_yticks([])
         ax = axes[2 * i + 1]
-        ax.imshow(posterior[:w, i].T, cmap="viridis", aspect="auto", vmin=0, vmax=1, origin="lower",
+        ax.imshow(posterior[i, :w].T, cmap="viridis", aspect="auto", vmin=0, vmax=1, origin="lower",
                   extent=(-0.5, w - 0.5, -0.5, posterior.size(-1) - 0.5))
         on = best[i, :w] > 0
         ax.scatter(torch.arange(w)[on], best[i, :w][on], marker="x", color="red", s=14, label="Viterbi")
@@ -187,10 +187,10 @@ def main(argv=None) -> dict:
         runs.set_seed(args.seed)
         model = ColumnCTC(train_set.images.size(1), 10, hidden=args.hidden, method=args.method).to(device)
         t0 = time.perf_counter()
+        story = model.model if mode == "soft" else model.viterbi_story
         histories[mode] = train(
-            model, lambda *a, **k: None, as_tuple(train_set), loss=pyro.infer.Trace_ELBO(), lr=args.lr,
-            epochs=args.epochs, batch_size=args.batch_size, device=device, progress=not args.no_progress,
-            model_kwargs={"hard": mode == "hard"},
+            story, model.guide, as_tuple(train_set), loss=pyro.infer.Trace_ELBO(max_plate_nesting=model.max_plate_nesting),
+            lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, device=device, progress=not args.no_progress,
         )
         seconds = time.perf_counter() - t0
         model.eval()
