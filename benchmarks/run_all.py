@@ -122,7 +122,7 @@ log-likelihoods and logit gradients. Target: <= 5 on CPU, <= 3 on CUDA.
     "guide_families": """## Guide families (`guide_families.py`)
 
 Every family trains Burda et al.'s 784-200-200-50 (tanh) on dynamically binarized MNIST with the
-same data, batch (100), Adam schedule and seed, each in its own `examples/vae.py` process. The
+same data, batch (100), Adam schedule and seed: the run `examples/vae.py` makes, in one process. The
 CPU rows: `python benchmarks/guide_families.py --dataset mnist --epochs 20 --particles 5
 --eval-samples 1000 --eval-examples 2000`, a 20-epoch budget per family on one CPU thread, IWAE
 with K=5, test NLL with k=1000 on the first 2,000 test images. The full configuration (300
@@ -130,7 +130,7 @@ epochs, K=50, k=5000 on all 10,000) is for `--device cuda`. `active_units` count
 whose posterior mean varies (variance > 0.01); `active_directions` counts principal directions,
 which `mvn` and `iaf` are free to rotate off the axes (so they read 50/50 per axis).
 With `--keep-runs DIR --resume` an interrupted run goes on where it stopped: the cases already
-in DIR with the same settings are read back.
+in DIR (each a `metrics.json` and its settings) with the same settings are read back.
 
 At this budget the importance-weighted bound gives the best test NLL (iaf+iwae 92.6 and
 normal+iwae 93.0 nats, against 95.0 for normal+elbo), at about twice the time per epoch with K=5.

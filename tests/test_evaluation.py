@@ -14,9 +14,12 @@ from linear_gaussian import LinearGaussian
 from pyro_lvm.evaluation import (
     DELTA_SCALES,
     LatentGaussianEvaluation,
+    VAEExperiment,
     chunked_log_likelihood,
     evaluate_latent_gaussian,
     guide_for_examples,
+    load_vae_data,
+    run_vae_experiment,
 )
 from pyro_lvm.guides import AmortizedDelta, AmortizedNormal, make_guide
 
@@ -144,3 +147,40 @@ def test_a_local_guide_gets_rows_fitted_to_the_test_examples():
     result = evaluate_latent_gaussian(lg.model, trained, x, num_samples=50, local_steps=20)
     assert result.guide.num_examples == 30 and result.amortization_gap is None
     assert guide_for_examples(lg.model, AmortizedNormal(3, 2), x) is not None
+
+
+#: The keys of examples/vae.py's metrics.json before the run moved into the package, less the example's
+#: own "figures" and "pyro_lvm" (the version, which the package cannot import from above itself).
+VAE_RUN_KEYS = VAE_EVALUATION_KEYS | {
+    "dataset", "device", "device_name", "epochs", "examples_per_second", "guide", "hidden", "history", "init_from",
+    "jit", "loss", "objective", "particles", "peak_memory_mb", "pyro", "seconds_per_epoch", "seed", "torch",
+    "train_examples", "train_seconds", "z_dim",
+}
+
+
+def tiny_run(**settings) -> VAEExperiment:
+    return VAEExperiment(**{**dict(z_dim=2, hidden=[8], epochs=2, eval_samples=5, eval_examples=20, gap_examples=5,
+                                   gap_steps=2, local_steps=2), **settings})
+
+
+@pytest.mark.parametrize("guide", ["normal", "local"])
+def test_a_vae_run_gives_the_record_examples_vae_wrote(guide):
+    run = run_vae_experiment(tiny_run(guide=guide), progress=False)
+    assert set(run.metrics) == VAE_RUN_KEYS
+    assert run.metrics["test_examples"] == 20 == len(run.x_eval) == len(run.y_eval)
+    assert run.metrics["objective"] == "ELBO" and len(run.metrics["history"]) == 2
+    assert (run.metrics["amortization_gap"] is None) == (guide == "local")
+    # the evaluation part is evaluate_latent_gaussian's record
+    assert {k: run.metrics[k] for k in VAE_EVALUATION_KEYS} == run.evaluation.to_dict()
+
+
+def test_a_vae_run_refuses_what_it_cannot_do_before_training():
+    with pytest.raises(ValueError, match="'delta' has no density"):
+        tiny_run(guide="delta", loss="iwae")
+    with pytest.raises(ValueError, match="jit compiles the mean-field ELBO"):
+        tiny_run(guide="iaf", jit=True)
+    data = load_vae_data("digits")
+    with pytest.raises(ValueError, match=rf"eval_examples {len(data.x_test) + 1}: digits has only {len(data.x_test)} test"):
+        run_vae_experiment(tiny_run(eval_examples=len(data.x_test) + 1, epochs=10**6), data, progress=False)
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+        load_vae_data("cifar")
