@@ -111,10 +111,11 @@ def fit_all(X, k: int, args, device, dtype) -> tuple[dict, dict]:
 
     fits, metrics = {}, {}
     for method in METHODS:
-        gmm = GaussianMixture(k, args.covariance_type, n_init=args.n_init, max_iter=args.max_iter, tol=args.tol,
-                              random_state=args.seed, device=device, dtype=dtype)
+        gmm = GaussianMixture(k, args.covariance_type, method, n_init=args.n_init, max_iter=args.max_iter, tol=args.tol,
+                              steps=args.svi_steps, lr=args.lr, progress=not args.no_progress, random_state=args.seed,
+                              device=device, dtype=dtype)
         t0 = time.perf_counter()
-        gmm.fit(X, method=method, steps=args.svi_steps, lr=args.lr, progress=not args.no_progress)
+        gmm.fit(X)
         seconds = time.perf_counter() - t0
         fits[method] = gmm
         metrics[method] = {
@@ -151,7 +152,7 @@ def main(argv=None) -> None:
         k = len(np.unique(labels))
         fits[name], m = fit_all(X, k, args, device, dtype)
         for method in METHODS:
-            m[method]["adjusted_rand_index"] = adjusted_rand_score(labels, fits[name][method].predict(X).cpu().numpy())
+            m[method]["adjusted_rand_index"] = adjusted_rand_score(labels, fits[name][method].predict(X))
         metrics["datasets"][name] = {"n_samples": X.shape[0], "n_features": X.shape[1], "n_components": k, **m}
         print(f"{name}: " + ", ".join(f"{meth} {m[meth]['score']:.4f}" for meth in m) + " nats/sample")
 
@@ -174,7 +175,7 @@ def main(argv=None) -> None:
     # responsibilities of the soft EM fit, data sorted by their MAP component
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for ax, (name, (X, _)) in zip(axes, data.items()):
-        resp = fits[name]["em"].predict_proba(X).cpu().numpy()
+        resp = fits[name]["em"].predict_proba(X)
         order = np.lexsort((-resp.max(1), resp.argmax(1)))
         ax.imshow(resp[order].T, aspect="auto", interpolation="nearest", cmap="viridis")
         ax.set_xlabel("data point (sorted by MAP component)")

@@ -103,8 +103,8 @@ def mixture_posterior(
     if gmm.prior != "weak":
         raise ValueError(f"gmm.prior is {gmm.prior!r}; posterior sampling needs proper priors: GaussianMixture(..., prior='weak')")
     gmm.fit(X)
-    Xt = gmm._as_tensor(X)
     story = gmm.model_
+    Xt = torch.as_tensor(_numpy(X)).to(story.means)
     start = story.sites()
     if method == "nuts":
         kernel = NUTS(story.model, max_plate_nesting=1, init_strategy=init_to_value(values=start),
@@ -201,13 +201,13 @@ def plot_mixture(gmm, X, ax=None, dims: tuple[int, int] = (0, 1), n_std: float =
 
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 5))
-    X = _numpy(gmm._as_tensor(X))
+    X = _numpy(X)
     idx = list(dims)
     resp = _numpy(gmm.predict_proba(X))
     K = resp.shape[1]
     palette = plt.get_cmap("tab10")(np.arange(K) % 10)[:, :3]
     ax.scatter(X[:, idx[0]], X[:, idx[1]], c=np.clip(resp @ palette, 0, 1), s=8, alpha=0.8, linewidths=0)
-    covs = _numpy(gmm.covariance_matrices())[:, idx][:, :, idx]
+    covs = _numpy(gmm.model_.covariance_matrices())[:, idx][:, :, idx]
     means = _numpy(gmm.means_)[:, idx]
     weights = _numpy(gmm.weights_)
     for k in range(K):

@@ -2,19 +2,27 @@
 
 :class:`GaussianMixture` fits :class:`~pyro_lvm.models.GaussianMixtureModel` (the story with ``z``
 enumerated) three ways: closed-form EM, hard EM (argmax assignments) and SVI with the model's
-point (Delta) guide, and exposes it fitted as ``model_``.
+point (Delta) guide, and exposes it fitted as ``model_``. It is a scikit-learn estimator
+(``clone``, pipelines, ``GridSearchCV``, ``check_estimator``): NumPy in gives NumPy out, torch
+tensors in give tensors out on their device.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import pyro
+import scipy.sparse
 import torch
 from pyro.infer import TraceEnum_ELBO
+from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
 
 from pyro_lvm.infer.train import train
 from pyro_lvm.models.gmm import PRIORS, GaussianMixtureModel
@@ -33,6 +41,8 @@ __all__ = ["GaussianMixture"]
 
 METHODS = ("em", "hard_em", "svi")
 INIT_PARAMS = ("kmeans", "k-means++", "random")
+# the string parameters and their values, checked in fit with a message naming the value and the choices
+CHOICES = {"covariance_type": COVARIANCE_TYPES, "method": METHODS, "init_params": INIT_PARAMS, "prior": PRIORS}
 
 
 def _positive_int(value, name: str) -> int:
@@ -41,18 +51,17 @@ def _positive_int(value, name: str) -> int:
     return int(value)
 
 
-def _choice(value, name: str, options) -> str:
-    if value not in options:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, options))}")
-    return value
-
-
-class GaussianMixture:
-    r"""Gaussian mixture model with enumerated assignments: Pyro model/guide and estimator.
+class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
+    r"""Gaussian mixture model with enumerated assignments: a scikit-learn estimator over a Pyro story.
 
     :param int n_components: number of components ``K``.
-    :param str covariance_type: ``"full"`` (``(K, D, D)``), ``"diag"`` (``(K, D)``), ``"spherical"``
-        (``(K,)``) or ``"identity"`` (every covariance fixed at ``I``; ``covariances_`` is ones ``(K,)``).
+    :param str covariance_type: ``"full"`` (``(K, D, D)``), ``"tied"`` (one shared ``(D, D)``),
+        ``"diag"`` (``(K, D)``), ``"spherical"`` (``(K,)``) or ``"identity"`` (every covariance fixed
+        at ``I``; ``covariances_`` is ones ``(K,)``).
+    :param str method: ``"em"`` (closed-form EM), ``"hard_em"`` (argmax responsibilities; with
+        ``covariance_type="identity"`` and ``learn_weights=False`` this is Lloyd's k-means) or
+        ``"svi"`` (Adam on the enumerated model's exact marginal likelihood with a Delta guide,
+        through :func:`pyro_lvm.infer.train`, from the best of the ``n_init`` initialisations).
     :param float reg_covar: added to the diagonal of every estimated covariance (keeps collapsed
         components positive definite).
     :param float tol: EM stops when the mean lower bound per sample changes by less than ``tol``.
@@ -66,24 +75,51 @@ class GaussianMixture:
         of ``init_params``.
     :param bool learn_weights: when False the weights stay uniform ``1 / K``.
     :param str prior: ``"flat"`` (improper uniform priors on the globals, so point estimates are
-        maximum likelihood) or ``"weak"`` (proper priors centred on the data for posterior
-        sampling: ``Dirichlet(1)`` weights, ``Normal(mean(X), 3 std(X))`` means, ``LogNormal(log std(X), 1)``
-        scales and ``LKJCholesky(D, 1)`` correlations).
+        maximum likelihood) or ``"weak"`` (proper priors centred on the data, for posterior sampling
+        with :mod:`pyro_lvm.diagnostics`; see :class:`~pyro_lvm.models.GaussianMixtureModel`).
+    :param int steps: SVI steps (``method="svi"`` only; full batch). ``lr``: Adam's learning rate.
+    :param bool progress: show a progress bar for SVI.
     :param random_state: seed (int) for the initialisation, or None for the global torch RNG.
     :param device: where to compute (``"cuda"``); default: the device of the data.
     :param dtype: ``torch.float32`` or ``torch.float64``; default: the data's floating dtype
         (float64 for NumPy arrays of floats), else torch's default dtype.
 
-    Fitted attributes (tensors on ``device``): ``weights_ (K,)``, ``means_ (K, D)``, ``covariances_``,
-    ``precisions_cholesky_``, ``converged_``, ``n_iter_``, ``lower_bound_`` (scikit-learn's
-    semantics: the mean log-likelihood per sample at the last E-step of the best restart; for hard EM
-    the mean ``log p(x_n, z_n*)``), ``lower_bounds_`` (one value per iteration, or per SVI step).
+    Parameters are stored as given and checked in :meth:`fit` (scikit-learn's rule).
+
+    Fitted attributes: NumPy arrays when ``fit`` got a NumPy array (or list, DataFrame), tensors on
+    ``device`` when it got a tensor: ``weights_ (K,)``, ``means_ (K, D)``, ``covariances_``,
+    ``precisions_cholesky_``, ``labels_ (N,)`` (the MAP component of each training sample);
+    ``converged_``, ``n_iter_``, ``lower_bound_`` (scikit-learn's semantics: the mean log-likelihood per
+    sample at the last E-step of the best restart; for hard EM the mean ``log p(x_n, z_n*)``),
+    ``lower_bounds_`` (one value per iteration, or per SVI step), ``n_features_in_``, and ``model_``:
+    the fitted :class:`~pyro_lvm.models.GaussianMixtureModel` (its story ``model_.model``, its point
+    guide ``model_.guide``).
     """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "means_init": ["array-like", None],
+        "weights_init": ["array-like", None],
+        "precisions_init": ["array-like", None],
+        "learn_weights": ["boolean"],
+        "steps": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0.0, None, closed="neither")],
+        "progress": ["boolean"],
+        "random_state": [Interval(Integral, 0, None, closed="left"), None],
+        "device": [str, torch.device, None],
+        "dtype": [torch.dtype, None],
+    }
 
     def __init__(
         self,
-        n_components: int,
+        n_components: int = 1,
         covariance_type: str = "full",
+        method: str = "em",
+        *,
         reg_covar: float = 1e-6,
         tol: float = 1e-3,
         max_iter: int = 100,
@@ -94,54 +130,94 @@ class GaussianMixture:
         precisions_init=None,
         learn_weights: bool = True,
         prior: str = "flat",
+        steps: int = 1000,
+        lr: float = 0.05,
+        progress: bool = False,
         random_state: int | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        self.n_components = _positive_int(n_components, "n_components")
-        self.covariance_type = _choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
-        self.init_params = _choice(init_params, "init_params", INIT_PARAMS)
-        self.prior = _choice(prior, "prior", PRIORS)
-        for name, value in (("reg_covar", reg_covar), ("tol", tol)):
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        self.reg_covar, self.tol = float(reg_covar), float(tol)
-        self.max_iter = _positive_int(max_iter, "max_iter")
-        self.n_init = _positive_int(n_init, "n_init")
-        if dtype not in (None, torch.float32, torch.float64):
-            raise ValueError(f"dtype must be torch.float32, torch.float64 or None, got {dtype!r}")
-        self.means_init, self.weights_init, self.precisions_init = means_init, weights_init, precisions_init
-        self.learn_weights = bool(learn_weights)
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.method = method
+        self.reg_covar = reg_covar
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.means_init = means_init
+        self.weights_init = weights_init
+        self.precisions_init = precisions_init
+        self.learn_weights = learn_weights
+        self.prior = prior
+        self.steps = steps
+        self.lr = lr
+        self.progress = progress
         self.random_state = random_state
-        self.device = None if device is None else torch.device(device)
+        self.device = device
         self.dtype = dtype
 
-    # ------------------------------------------------------------------ input checks
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
 
-    def _as_tensor(self, X, name: str = "X") -> torch.Tensor:
-        """``X`` as a finite ``(N, D)`` tensor in the estimator's dtype and on its device."""
-        try:
-            X = X if torch.is_tensor(X) else torch.as_tensor(np.asarray(X))
-        except (TypeError, ValueError, RuntimeError) as e:
-            raise ValueError(f"{name} must be a 2-D array of real numbers: {e}") from None
+    def _check_params(self) -> None:
+        """The parameters, as scikit-learn checks them (``_parameter_constraints``) and the string choices."""
+        self._validate_params()
+        for name, options in CHOICES.items():
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in options:
+                raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, options))}")
+        if self.dtype not in (None, torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32, torch.float64 or None, got {self.dtype!r}")
+
+    # ------------------------------------------------------------------ input and output
+
+    def _as_tensor(self, X, reset: bool = False) -> torch.Tensor:
+        """``X`` as a finite ``(N, D)`` tensor: in the data's (at fit) or the fit's dtype and device.
+
+        :raises ValueError: naming what is wrong (and, for 1-D data, how to reshape it); ``TypeError``
+            when an element is not a number.
+        """
+        if not torch.is_tensor(X):
+            if scipy.sparse.issparse(X):
+                raise TypeError(f"X is a sparse {type(X).__name__}: sparse data is not supported; pass X.toarray()")
+            X = np.asarray(X)
+            if np.iscomplexobj(X):
+                raise ValueError(f"X must hold real numbers, got dtype {X.dtype}: Complex data not supported")
+            if X.dtype == object:
+                X = X.astype(np.float64)  # TypeError "float() argument must be a string or a real number"
+            try:
+                X = torch.tensor(X)  # a copy: read-only arrays (memmaps) stay untouched
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise ValueError(f"X must be a 2-D array of real numbers: {e}") from None
         if X.dim() != 2:
-            hint = f"; for a single feature use {name}.reshape(-1, 1)" if X.dim() == 1 else ""
-            raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}{hint}")
+            hint = "; Reshape your data: for a single feature use X.reshape(-1, 1)" if X.dim() == 1 else ""
+            raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}{hint}")
         if X.shape[0] == 0 or X.shape[1] == 0:
-            raise ValueError(f"{name} is empty: shape {tuple(X.shape)}; expected at least one sample and one feature")
+            what = "0 feature(s)" if X.shape[1] == 0 else "0 sample(s)"
+            raise ValueError(f"X is empty: {what} (shape={tuple(X.shape)}) while a minimum of 1 is required.")
         if X.is_complex() or X.dtype == torch.bool:
-            raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
-        if hasattr(self, "n_features_in_"):
-            if X.shape[1] != self.n_features_in_:
-                raise ValueError(f"{name} has {X.shape[1]} features, but the mixture was fitted with {self.n_features_in_}")
-            dtype, device = self._dtype, self._device
-        else:
+            raise ValueError(f"X must hold real numbers, got dtype {X.dtype}: Complex data not supported" if X.is_complex()
+                             else f"X must hold real numbers, got dtype {X.dtype}")
+        if reset:
             dtype = self.dtype or (X.dtype if X.dtype in (torch.float32, torch.float64) else torch.get_default_dtype())
-            device = self.device or X.device
+            device = torch.device(self.device) if self.device is not None else X.device
+        else:
+            check_is_fitted(self)
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting {self.n_features_in_} features as input")
+            dtype, device = self.model_.means.dtype, self.model_.means.device
         X = X.to(device=device, dtype=dtype)
         if not bool(torch.isfinite(X).all()):
-            raise ValueError(f"{name} contains NaN or infinite values; expected finite data")
+            raise ValueError("X contains NaN or infinite values; expected finite data")
         return X
+
+    @staticmethod
+    def _like(value: torch.Tensor, X) -> torch.Tensor | np.ndarray:
+        """``value`` as the caller gave ``X``: a tensor for a tensor, else a NumPy array."""
+        return value if torch.is_tensor(X) else value.detach().cpu().numpy()
 
     def _init_override(self, value, name: str, shape: tuple, X: torch.Tensor) -> torch.Tensor:
         value = torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value).to(X.device, X.dtype)
@@ -183,10 +259,6 @@ class GaussianMixture:
             raise ValueError(f"{what} must be positive, got a minimum of {float(prec.min()):g}")
         return prec
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "means_"):
-            raise ValueError("this GaussianMixture is not fitted yet; call fit(X) first")
-
     # ------------------------------------------------------------------ fitting
 
     def _generator(self, device: torch.device) -> torch.Generator | None:
@@ -220,56 +292,49 @@ class GaussianMixture:
             covariances = covariances_from_precisions(precisions_init, self.covariance_type).expand(R, *precisions_init.shape).clone()
         return weights, means, covariances
 
-    def fit(self, X, method: str = "em", *, steps: int = 1000, lr: float = 0.05, progress: bool = False) -> GaussianMixture:
-        """Estimate the parameters from ``X`` ``(N, D)`` (NumPy array or tensor).
+    def fit(self, X, y=None) -> GaussianMixture:
+        """Estimate the parameters from ``X`` ``(N, D)`` (NumPy array, list, DataFrame or tensor) by ``method``.
 
-        :param method: ``"em"`` (closed-form EM), ``"hard_em"`` (argmax responsibilities; with
-            ``covariance_type="identity"`` and ``learn_weights=False`` this is Lloyd's k-means) or
-            ``"svi"`` (Adam on the enumerated model's exact marginal likelihood with a Delta guide,
-            through :func:`pyro_lvm.infer.train`, from the best of the ``n_init`` initialisations).
-        :param steps: SVI steps (``"svi"`` only; full batch). ``lr``: Adam's learning rate.
-        :param progress: show a progress bar for SVI.
+        :param y: ignored (scikit-learn's signature).
         :returns: ``self``.
-        :raises ValueError: for bad ``X`` or initial parameters (checked as scikit-learn checks them), or
-            when the EM lower bound stops being finite.
+        :raises ValueError: for bad parameters, bad ``X`` or initial parameters (checked as scikit-learn
+            checks them), or when the EM lower bound stops being finite.
         :warns UserWarning: when ``reg_covar`` exceeds the variance of every feature of ``X``;
             ``ConvergenceWarning`` when the best EM restart did not converge in ``max_iter`` iterations.
         """
-        method = _choice(method, "method", METHODS)
-        for name in ("_dtype", "_device", "n_features_in_"):
-            self.__dict__.pop(name, None)
-        X = self._as_tensor(X)
-        N, D = X.shape
+        self._check_params()
+        X_in, X = X, self._as_tensor(X, reset=True)
+        N = X.shape[0]
         if N < self.n_components:
             raise ValueError(f"n_components={self.n_components} must be <= n_samples={N}")
         self._warn_if_reg_covar_swamps(X)
         weights, means, covariances = self._initialize(X)
-        if method == "svi":
-            self._fit_svi(X, weights, means, covariances, _positive_int(steps, "steps"), lr, progress)
-        else:
-            result = fit_mixture_em(
-                X, weights, means, covariances, self.covariance_type, hard=method == "hard_em",
-                reg_covar=self.reg_covar, tol=self.tol, max_iter=self.max_iter, learn_weights=self.learn_weights,
+        if self.method == "svi":
+            self._fit_svi(X, X_in, weights, means, covariances)
+            return self
+        result = fit_mixture_em(
+            X, weights, means, covariances, self.covariance_type, hard=self.method == "hard_em",
+            reg_covar=self.reg_covar, tol=self.tol, max_iter=self.max_iter, learn_weights=self.learn_weights,
+        )
+        best = int(result.lower_bound.argmax())
+        self._set_fitted(
+            X, X_in,
+            result.weights[best],
+            result.means[best],
+            None if result.covariances is None else result.covariances[best],
+            lower_bound=float(result.lower_bound[best]),
+            lower_bounds=result.lower_bounds[best, : int(result.n_iter[best])].tolist(),
+            n_iter=int(result.n_iter[best]),
+            converged=bool(result.converged[best]),
+        )
+        if not self.converged_:
+            warnings.warn(
+                f"the best of the n_init={self.n_init} restarts did not converge in max_iter={self.max_iter} "
+                f"iterations (lower bound still changing by >= tol={self.tol:g}); increase max_iter or tol, "
+                "or try other initial parameters",
+                ConvergenceWarning,
+                stacklevel=2,
             )
-            best = int(result.lower_bound.argmax())
-            self._set_fitted(
-                X,
-                result.weights[best],
-                result.means[best],
-                None if result.covariances is None else result.covariances[best],
-                lower_bound=float(result.lower_bound[best]),
-                lower_bounds=result.lower_bounds[best, : int(result.n_iter[best])].tolist(),
-                n_iter=int(result.n_iter[best]),
-                converged=bool(result.converged[best]),
-            )
-            if not self.converged_:
-                warnings.warn(
-                    f"the best of the n_init={self.n_init} restarts did not converge in max_iter={self.max_iter} "
-                    f"iterations (lower bound still changing by >= tol={self.tol:g}); increase max_iter or tol, "
-                    "or try other initial parameters",
-                    ConvergenceWarning,
-                    stacklevel=2,
-                )
         return self
 
     def _warn_if_reg_covar_swamps(self, X: torch.Tensor) -> None:
@@ -287,17 +352,16 @@ class GaussianMixture:
                 stacklevel=3,
             )
 
-    def _fit_svi(self, X, weights, means, covariances, steps: int, lr: float, progress: bool) -> None:
+    def _fit_svi(self, X, X_in, weights, means, covariances) -> None:
         prec_chol = precision_cholesky(covariances, self.covariance_type)
         _, start_bound = e_step(log_joint(X, weights, means, prec_chol, self.covariance_type), hard=False)
         r = int(start_bound.argmax())
         story = self._story()
-        init = story.sites_of(weights[r], means[r], None if covariances is None else covariances[r])
-        guide = story.point_guide(init)
+        guide = story.point_guide(story.sites_of(weights[r], means[r], None if covariances is None else covariances[r]))
         with pyro.get_param_store().scope():
             history = train(
-                story.model, guide, X, loss=TraceEnum_ELBO(max_plate_nesting=1), lr=lr, steps=steps,
-                batch_size=X.shape[0], shuffle=False, device=X.device, progress=progress,
+                story.model, guide, X, loss=TraceEnum_ELBO(max_plate_nesting=1), lr=self.lr, steps=self.steps,
+                batch_size=X.shape[0], shuffle=False, device=X.device, progress=self.progress,
                 model_kwargs={"reg_covar": self.reg_covar},
             )
             with torch.no_grad():
@@ -307,32 +371,25 @@ class GaussianMixture:
         losses = history.step_loss
         window = max(1, len(losses) // 10)
         self._set_fitted(
-            X, weights, sites["means"], covariances,
+            X, X_in, weights, sites["means"], covariances,
             lower_bound=-losses[-1], lower_bounds=[-v for v in losses], n_iter=len(losses),
             converged=len(losses) > window and abs(losses[-1] - losses[-1 - window]) < self.tol,
         )
 
-    def log_likelihood_draws(self, X, sites: dict, reg_covar: float = 0.0) -> torch.Tensor:
-        """``log p(x_n | theta_s)`` with ``z`` summed out, for ``S`` draws of the global sites.
-
-        :param X: ``(N, D)``.
-        :param sites: draws of the model's global sites with a leading dim ``S`` (``"means"``
-            ``(S, K, D)``, ...), e.g. from :class:`pyro.infer.MCMC` or a guide's ``Predictive``.
-        :param reg_covar: the value the model was run with.
-        :returns: ``(S, N)`` pointwise log-likelihoods (the draws play the role of EM restarts).
-        """
-        return self.model_.log_likelihood_draws(self._as_tensor(X), sites, reg_covar)
-
-    def _set_fitted(self, X, weights, means, covariances, *, lower_bound, lower_bounds, n_iter, converged) -> None:
-        self._dtype, self._device = X.dtype, X.device
-        self.n_features_in_ = X.shape[1]
+    def _set_fitted(self, X, X_in, weights, means, covariances, *, lower_bound, lower_bounds, n_iter, converged) -> None:
+        """Fitted attributes (NumPy or tensors, as ``X_in``) and ``model_`` at the estimated parameters."""
         self.model_ = self._story()
         self.model_.set_values(weights, means, covariances)
-        self.weights_, self.means_ = weights, means
-        self.covariances_ = X.new_ones(self.n_components) if covariances is None else covariances
-        self.precisions_cholesky_ = self.model_.precisions_cholesky
+        self.n_features_in_ = X.shape[1]
+        self.weights_ = self._like(weights, X_in)
+        self.means_ = self._like(means, X_in)
+        self.covariances_ = self._like(X.new_ones(self.n_components) if covariances is None else covariances, X_in)
+        prec_chol = self.model_.precisions_cholesky
+        self.precisions_cholesky_ = None if prec_chol is None else self._like(prec_chol, X_in)
+        self.labels_ = self._like(self.model_.map_latents(X), X_in)
         self.lower_bound_, self.lower_bounds_ = lower_bound, lower_bounds
         self.n_iter_, self.converged_ = n_iter, converged
+        self._tensor_attributes = torch.is_tensor(X_in)
 
     # ------------------------------------------------------------------ using the fit
 
@@ -340,49 +397,49 @@ class GaussianMixture:
         """The story with this estimator's settings (no parameter values yet)."""
         return GaussianMixtureModel(self.n_components, self.covariance_type, learn_weights=self.learn_weights, prior=self.prior)
 
-    def _fitted_model(self) -> GaussianMixtureModel:
-        self._check_fitted()
-        return self.model_
-
-    def fitted_sites(self) -> dict:
-        """The model's global sites at the fitted parameters, e.g. for ``poutine.condition(model, data=...)``."""
-        return self._fitted_model().sites()
-
-    def covariance_matrices(self) -> torch.Tensor:
-        """The fitted covariances as full matrices ``(K, D, D)`` whatever the covariance type."""
-        return self._fitted_model().covariance_matrices()
-
-    def score_samples(self, X) -> torch.Tensor:
+    def score_samples(self, X) -> torch.Tensor | np.ndarray:
         """``log p(x_n)`` per sample ``(N,)`` in nats."""
-        return self._fitted_model().log_likelihood(self._as_tensor(X))
+        Xt = self._as_tensor(X)
+        return self._like(self.model_.log_likelihood(Xt), X)
 
-    def score(self, X) -> float:
-        """Mean log-likelihood per sample (nats)."""
-        return float(self.score_samples(X).mean())
+    def score(self, X, y=None) -> float:
+        """Mean log-likelihood per sample (nats); ``y`` is ignored."""
+        Xt = self._as_tensor(X)
+        return float(self.model_.log_likelihood(Xt).mean())
 
-    def predict_proba(self, X) -> torch.Tensor:
+    def predict_proba(self, X) -> torch.Tensor | np.ndarray:
         """Posterior responsibilities ``p(z_n = k | x_n)`` ``(N, K)``."""
-        return self._fitted_model().posterior(self._as_tensor(X)).probs
+        Xt = self._as_tensor(X)
+        return self._like(self.model_.posterior(Xt).probs, X)
 
-    def predict(self, X) -> torch.Tensor:
+    def predict(self, X) -> torch.Tensor | np.ndarray:
         """MAP component per sample ``(N,)``."""
-        return self._fitted_model().map_latents(self._as_tensor(X))
+        Xt = self._as_tensor(X)
+        return self._like(self.model_.map_latents(Xt), X)
 
-    def sample(self, n_samples: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``(X (n, D), z (n,))`` from the fitted mixture (torch's global RNG, seeded by ``pyro.set_rng_seed``)."""
-        model = self._fitted_model()
-        return model.sample(_positive_int(n_samples, "n_samples"), return_latents=True)
+    def sample(self, n_samples: int = 1) -> tuple[torch.Tensor, torch.Tensor] | tuple[np.ndarray, np.ndarray]:
+        """Draw ``(X (n, D), z (n,))`` from the fitted mixture (torch's global RNG, seeded by ``pyro.set_rng_seed``).
+
+        NumPy arrays or tensors, as the fitted attributes.
+        """
+        check_is_fitted(self)
+        x, z = self.model_.sample(_positive_int(n_samples, "n_samples"), return_latents=True)
+        if self._tensor_attributes:
+            return x, z
+        return x.cpu().numpy(), z.cpu().numpy()
 
     def _n_parameters(self) -> int:
         K, D = self.n_components, self.n_features_in_
-        cov = {"full": K * D * (D + 1) // 2, "diag": K * D, "spherical": K, "identity": 0}[self.covariance_type]
-        return cov + K * D + (K - 1 if self.learn_weights else 0)
+        cov = {"full": K * D * (D + 1) // 2, "tied": D * (D + 1) // 2, "diag": K * D, "spherical": K, "identity": 0}
+        return cov[self.covariance_type] + K * D + (K - 1 if self.learn_weights else 0)
 
     def bic(self, X) -> float:
         """Bayesian information criterion ``-2 log L + p log N`` on ``X`` (lower is better)."""
-        log_lik = self.score_samples(X)
+        Xt = self._as_tensor(X)
+        log_lik = self.model_.log_likelihood(Xt)
         return float(-2.0 * log_lik.sum() + self._n_parameters() * math.log(log_lik.shape[0]))
 
     def aic(self, X) -> float:
         """Akaike information criterion ``-2 log L + 2 p`` on ``X`` (lower is better)."""
-        return float(-2.0 * self.score_samples(X).sum() + 2.0 * self._n_parameters())
+        Xt = self._as_tensor(X)
+        return float(-2.0 * self.model_.log_likelihood(Xt).sum() + 2.0 * self._n_parameters())
