@@ -11,7 +11,7 @@ its own.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 import pyro
 import pyro.distributions as dist
@@ -109,14 +109,15 @@ class DeepLatentGaussian(LatentVariableModel):
             pyro.sample("x", self.likelihood_dist(z), obs=x)
         return z
 
-    def guide(self, *data, **kwargs) -> None:
+    def guide(self, *data: Any, **kwargs: Any) -> NoReturn:
         """None of its own: ``z`` is continuous, so pick a family from :mod:`pyro_lvm.guides`."""
         raise self.cannot("guide", "z is continuous; pick a guide family from pyro_lvm.guides (e.g. make_guide('normal', D, z_dim))")
 
     def _data(self, question: str, guide: Callable | None, x: torch.Tensor, index: torch.Tensor | None) -> tuple:
         """The story's arguments for ``guide`` (``index`` only where given); refuses a missing guide."""
         if guide is None:
-            raise self.cannot(f"{question} without a guide", "z is continuous and p(z | x) has no closed form; pass guide=q, a guide from pyro_lvm.guides")
+            why = "z is continuous and p(z | x) has no closed form; pass guide=q, a guide from pyro_lvm.guides"
+            raise self.cannot(f"{question} without a guide", why)
         return (x,) if index is None else (x, index)
 
     @torch.no_grad()
@@ -136,6 +137,7 @@ class DeepLatentGaussian(LatentVariableModel):
         :raises NotAnswerable: for a guide whose distribution has no closed-form mode (a flow).
         For a point (Delta) guide it is the point.
         """
+        self._data("map_latents", guide, x, index)
         q = self.posterior(x, index, guide=guide)
         if isinstance(q, dist.Delta):  # a point guide: its point
             return q.v
