@@ -247,9 +247,10 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
             raise ValueError("precisions_init cannot be given with covariance_type='identity' (fixed at I)")
         prec = self._init_override(self.precisions_init, "precisions_init", self._story().covariance_shape(X.shape[1]), X)
         what = f"precisions_init for covariance_type={self.covariance_type!r}"
-        if self.covariance_type == "full":
-            asymmetric = ~torch.isclose(prec, prec.mT).all(-1).all(-1)
-            smallest = torch.linalg.eigvalsh(prec)[..., 0]
+        if self.covariance_type in ("full", "tied"):
+            matrices = prec if self.covariance_type == "full" else prec.unsqueeze(0)
+            asymmetric = ~torch.isclose(matrices, matrices.mT).all(-1).all(-1)
+            smallest = torch.linalg.eigvalsh(matrices)[..., 0]
             bad = (asymmetric | (smallest <= 0)).nonzero()
             if len(bad):
                 k = int(bad[0])

@@ -38,9 +38,10 @@ def iris():
         (GaussianMixture(3, random_state=0), {}),
         (GaussianMixture(3, method="hard_em", random_state=0), {}),
         (GaussianMixture(3, "diag", random_state=0), {}),
+        (GaussianMixture(3, "tied", random_state=0), {}),
         (GaussianMixture(2, method="svi", steps=20, random_state=0), {}),
     ],
-    ids=["default", "em", "hard_em", "diag", "svi"],
+    ids=["default", "em", "hard_em", "diag", "tied", "svi"],
 )
 def test_check_estimator_passes(estimator, expected_failed):
     results = check_estimator(estimator, expected_failed_checks=expected_failed, on_fail=None)

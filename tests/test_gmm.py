@@ -17,7 +17,7 @@ from pyro_lvm.estimators import GaussianMixture
 from pyro_lvm.infer import HardEM, train
 from pyro_lvm.ops.mixture import fit_mixture_em, m_step
 
-COVARIANCE_TYPES = ["full", "diag", "spherical"]
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
 
 def iris():
@@ -44,7 +44,8 @@ def reference_log_joint(X, weights, means, covariances, covariance_type):
     D = X.shape[1]
     out = []
     for k in range(len(weights)):
-        cov = {"full": lambda c: c, "diag": np.diag, "spherical": lambda c: c * np.eye(D)}[covariance_type](covariances[k])
+        c = covariances if covariance_type == "tied" else covariances[k]
+        cov = {"full": lambda c: c, "tied": lambda c: c, "diag": np.diag, "spherical": lambda c: c * np.eye(D)}[covariance_type](c)
         out.append(np.log(weights[k]) + multivariate_normal(means[k], cov).logpdf(X))
     return np.stack(out, -1)
 
@@ -74,8 +75,8 @@ def test_same_initialisation_gives_sklearn_trajectory(covariance_type):
     assert np.allclose(ours.weights_, sk.weights_, atol=1e-6)
     assert np.allclose(ours.means_, sk.means_, atol=1e-6)
     assert np.allclose(ours.covariances_, sk.covariances_, atol=1e-6)
-    assert np.allclose(ours.precisions_cholesky_ ** 2 if covariance_type != "full" else
-                       (ours.precisions_cholesky_ @ ours.precisions_cholesky_.transpose(0, 2, 1)), sk.precisions_, rtol=1e-6)
+    assert np.allclose(ours.precisions_cholesky_ ** 2 if covariance_type not in ("full", "tied") else
+                       (ours.precisions_cholesky_ @ np.swapaxes(ours.precisions_cholesky_, -1, -2)), sk.precisions_, rtol=1e-6)
     assert np.allclose(ours.predict_proba(X), sk.predict_proba(X), atol=1e-8)
     assert np.array_equal(ours.predict(X), sk.predict(X))
     assert np.allclose(ours.score_samples(X), sk.score_samples(X), atol=1e-8)
@@ -142,13 +143,20 @@ def test_m_step_matches_weighted_numpy_estimates(covariance_type):
     resp[:, 2] = 0.0
     resp /= resp.sum(1, keepdims=True)
     weights, means, covs, _ = m_step(torch.as_tensor(X), torch.as_tensor(resp)[None], covariance_type, 1e-6)
+    pooled = np.zeros((3, 3))
     for k in range(3):
         nk = resp[:, k].sum() + 10 * np.finfo(float).eps
         mu = resp[:, k] @ X / nk if k < 2 else X.mean(0)
+        pooled += (resp[:, k, None] * (X - mu)).T @ (X - mu)
+        if covariance_type == "tied":  # one covariance for all components: checked after the loop
+            assert np.allclose(means[0, k].numpy(), mu, atol=1e-12)
+            continue
         full = (resp[:, k, None] * (X - mu)).T @ (X - mu) / nk + 1e-6 * np.eye(3)
         expected = {"full": full, "diag": np.diag(full), "spherical": np.diag(full).mean()}[covariance_type]
         assert np.allclose(means[0, k].numpy(), mu, atol=1e-12)
         assert np.allclose(covs[0, k].numpy(), expected, atol=1e-10)
+    if covariance_type == "tied":  # scikit-learn's pooled scatter over all components, divided by N
+        assert np.allclose(covs[0].numpy(), pooled / 50 + 1e-6 * np.eye(3), atol=1e-10)
     assert np.allclose(weights[0].numpy(), (resp.sum(0) + 10 * np.finfo(float).eps) / 50)
 
 
@@ -219,7 +227,7 @@ def test_dtype_and_input_types():
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: GaussianMixture(2, covariance_type="tied").fit(np.random.rand(5, 2)), "covariance_type 'tied'"),
+        (lambda: GaussianMixture(2, covariance_type="banded").fit(np.random.rand(5, 2)), "covariance_type 'banded'"),
         (lambda: GaussianMixture(0).fit(np.random.rand(5, 2)), "n_components"),
         (lambda: GaussianMixture(2, init_params="kmeans||").fit(np.random.rand(5, 2)), "init_params"),
         (lambda: GaussianMixture(2, reg_covar=-1.0).fit(np.random.rand(5, 2)), "reg_covar"),

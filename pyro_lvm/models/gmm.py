@@ -36,8 +36,9 @@ class GaussianMixtureModel(LatentVariableModel):
     r"""Gaussian mixture with enumerated assignments ``z``, at given values of its global sites.
 
     :param int n_components: number of components ``K``.
-    :param str covariance_type: ``"full"`` (``(K, D, D)``), ``"diag"`` (``(K, D)``), ``"spherical"``
-        (``(K,)``) or ``"identity"`` (every covariance fixed at ``I``; no covariance site).
+    :param str covariance_type: ``"full"`` (``(K, D, D)``), ``"tied"`` (one ``(D, D)`` shared by every
+        component), ``"diag"`` (``(K, D)``), ``"spherical"`` (``(K,)``) or ``"identity"`` (every
+        covariance fixed at ``I``; no covariance site).
     :param bool learn_weights: when False the weights are fixed at ``1 / K`` (no ``"weights"`` site).
     :param str prior: ``"flat"`` (improper uniform priors on the globals, so point estimates are
         maximum likelihood) or ``"weak"`` (proper priors centred on the data for posterior
@@ -47,8 +48,9 @@ class GaussianMixtureModel(LatentVariableModel):
         identity): the values the questions are answered at (see :meth:`set_values`).
 
     Global sites of the story: ``"weights"`` ``(K,)`` (absent when ``learn_weights`` is False),
-    ``"means"`` ``(K, D)``, ``"scales"`` (standard deviations: ``(K, D)`` for full and diag, ``(K,)``
-    for spherical) and ``"corr_tril"`` ``(K, D, D)`` (Cholesky factor of the correlations, full only);
+    ``"means"`` ``(K, D)``, ``"scales"`` (standard deviations: ``(K, D)`` for full and diag, ``(D,)``
+    for tied, ``(K,)`` for spherical) and ``"corr_tril"`` (Cholesky factor of the correlations:
+    ``(K, D, D)`` for full, ``(D, D)`` for tied);
     ``Sigma_k = diag(scales_k) corr_k diag(scales_k) + reg_covar I``. Local: ``"z"`` ``(N,)``, ``"x"``.
     """
 
@@ -90,14 +92,14 @@ class GaussianMixtureModel(LatentVariableModel):
         names += ("means",)
         if self.covariance_type != "identity":
             names += ("scales",)
-        if self.covariance_type == "full":
+        if self.covariance_type in ("full", "tied"):
             names += ("corr_tril",)
         return names
 
     def covariance_shape(self, D: int) -> tuple[int, ...]:
         """The shape of ``covariances`` for ``D`` features (``()`` for identity)."""
         K = self.n_components
-        return {"full": (K, D, D), "diag": (K, D), "spherical": (K,), "identity": ()}[self.covariance_type]
+        return {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,), "identity": ()}[self.covariance_type]
 
     def set_values(self, weights: torch.Tensor | None, means: torch.Tensor, covariances: torch.Tensor | None) -> None:
         """Set the globals: ``weights (K,)`` (``None``: uniform), ``means (K, D)``, covariances by type.
@@ -137,24 +139,27 @@ class GaussianMixtureModel(LatentVariableModel):
             means = pyro.sample("means", dist.Normal(loc, 3.0 * spread).expand([K, D]).to_event(2))
         scale_tril = std = None
         if self.covariance_type != "identity":
-            shape = self.covariance_shape(D)[:2]
+            shape = (D,) if self.covariance_type == "tied" else self.covariance_shape(D)[:2]
             if flat:
                 scales = pyro.sample("scales", dist.ImproperUniform(constraints.positive, (), shape))
             else:
                 log_std = (X.std(0) if N > 1 else X.new_ones(D)).log()
                 log_std = log_std if self.covariance_type != "spherical" else log_std.mean()
                 scales = pyro.sample("scales", dist.LogNormal(log_std, 1.0).expand(shape).to_event(len(shape)))
-            if self.covariance_type == "full":
+            if self.covariance_type in ("full", "tied"):
+                lead = (K,) if self.covariance_type == "full" else ()
                 corr_prior = (
-                    dist.ImproperUniform(constraints.corr_cholesky, (), (K, D, D))
+                    dist.ImproperUniform(constraints.corr_cholesky, (), (*lead, D, D))
                     if flat
-                    else dist.LKJCholesky(D, X.new_tensor(1.0)).expand([K]).to_event(1)
+                    else dist.LKJCholesky(D, X.new_tensor(1.0)).expand(lead).to_event(len(lead))
                 )
                 corr_tril = pyro.sample("corr_tril", corr_prior)
                 scale_tril = scales.unsqueeze(-1) * corr_tril
                 if reg_covar > 0:
                     cov = scale_tril @ scale_tril.mT
                     scale_tril = torch.linalg.cholesky(cov + reg_covar * torch.eye(D, dtype=X.dtype, device=X.device))
+                if self.covariance_type == "tied":
+                    scale_tril = scale_tril.expand(K, D, D)
             else:
                 std = (scales.square() + reg_covar).sqrt()
                 std = std if self.covariance_type == "diag" else std.unsqueeze(-1).expand(K, D)
@@ -184,7 +189,7 @@ class GaussianMixtureModel(LatentVariableModel):
         sites = {"means": means}
         if self.learn_weights:
             sites["weights"] = weights
-        if self.covariance_type == "full":
+        if self.covariance_type in ("full", "tied"):
             std = covariances.diagonal(dim1=-2, dim2=-1).sqrt()
             corr = covariances / (std.unsqueeze(-1) * std.unsqueeze(-2))
             sites["scales"], sites["corr_tril"] = std, torch.linalg.cholesky(corr)
@@ -201,7 +206,7 @@ class GaussianMixtureModel(LatentVariableModel):
         """Covariances ``Sigma = diag(s) C diag(s) + reg_covar I`` from site values (any leading dims)."""
         if self.covariance_type == "identity":
             return None
-        if self.covariance_type == "full":
+        if self.covariance_type in ("full", "tied"):
             tril = sites["scales"].unsqueeze(-1) * sites["corr_tril"]
             eye = torch.eye(tril.shape[-1], dtype=tril.dtype, device=tril.device)
             return tril @ tril.mT + reg_covar * eye
@@ -248,6 +253,8 @@ class GaussianMixtureModel(LatentVariableModel):
         K, D = self.means.shape
         if self.covariance_type == "full":
             return self.covariances
+        if self.covariance_type == "tied":
+            return self.covariances.expand(K, D, D)
         if self.covariance_type == "identity":
             variances = self.means.new_ones(K, D)
         elif self.covariance_type == "diag":

@@ -1,8 +1,9 @@
 """Closed-form EM and hard EM for Gaussian mixtures, batched over restarts.
 
 Every function takes a leading restart dim ``R``: ``weights (R, K)``, ``means (R, K, D)`` and
-covariances ``(R, K, D, D)`` ("full"), ``(R, K, D)`` ("diag"), ``(R, K)`` ("spherical") or
-``None`` ("identity": every covariance is ``I``). ``n_init`` restarts therefore run as one
+covariances ``(R, K, D, D)`` ("full"), ``(R, D, D)`` ("tied": one covariance shared by every
+component), ``(R, K, D)`` ("diag"), ``(R, K)`` ("spherical") or ``None`` ("identity": every
+covariance is ``I``). ``n_init`` restarts therefore run as one
 tensor program, and on whatever device the tensors live.
 
 The E-step computes ``log pi_k + log N(x_n | mu_k, Sigma_k)`` from Cholesky factors of the
@@ -34,7 +35,7 @@ __all__ = [
     "precision_cholesky",
 ]
 
-COVARIANCE_TYPES = ("full", "diag", "spherical", "identity")
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical", "identity")
 
 # Rows of X per chunk: one (rows, R, K, D) temporary stays below this many elements (cache-sized blocks).
 _CHUNK_ELEMENTS = 1 << 18
@@ -43,14 +44,14 @@ _CHUNK_ELEMENTS = 1 << 18
 def precision_cholesky(covariances: torch.Tensor | None, covariance_type: str) -> torch.Tensor | None:
     """Cholesky factors ``P`` of the precisions, ``Sigma^-1 = P P^T`` (scikit-learn's ``precisions_cholesky_``).
 
-    :param covariances: ``(..., K, D, D)``, ``(..., K, D)``, ``(..., K)`` or ``None`` by covariance type.
-    :returns: ``(..., K, D, D)`` upper-triangular for "full", ``1 / sqrt(covariances)`` for "diag"
+    :param covariances: ``(..., K, D, D)``, ``(..., D, D)``, ``(..., K, D)``, ``(..., K)`` or ``None`` by covariance type.
+    :returns: upper-triangular ``(..., K, D, D)`` for "full" and ``(..., D, D)`` for "tied", ``1 / sqrt(covariances)`` for "diag"
         and "spherical", ``None`` for "identity".
     :raises ValueError: when a covariance is not positive definite (raise ``reg_covar``).
     """
     if covariance_type == "identity":
         return None
-    if covariance_type == "full":
+    if covariance_type in ("full", "tied"):
         chol, info = torch.linalg.cholesky_ex(covariances)
         if bool((info != 0).any()):
             raise ValueError(
@@ -66,7 +67,7 @@ def precision_cholesky(covariances: torch.Tensor | None, covariance_type: str) -
 
 def covariances_from_precisions(precisions: torch.Tensor, covariance_type: str) -> torch.Tensor:
     """Invert scikit-learn-style ``precisions_init`` (matrices, diagonals or scalars per component)."""
-    if covariance_type == "full":
+    if covariance_type in ("full", "tied"):
         return torch.cholesky_inverse(torch.linalg.cholesky(precisions))
     return precisions.reciprocal()
 
@@ -100,7 +101,9 @@ def _log_joint(X, weights, means, prec_chol, covariance_type: str) -> torch.Tens
     N, D = X.shape
     R, K = weights.shape
     const = -0.5 * D * math.log(2 * math.pi)
-    if covariance_type == "full":
+    if covariance_type == "tied":  # the shared factor, once per component
+        prec_chol = prec_chol.unsqueeze(-3).expand(R, K, D, D)
+    if covariance_type in ("full", "tied"):
         log_det = prec_chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (R, K)
         mu_p = (means.unsqueeze(-2) @ prec_chol).squeeze(-2)  # (R, K, D)
         # one GEMM for all restarts and components: X (n, D) @ [P_rk] (D, R K D)
@@ -184,6 +187,10 @@ def _m_step(X, resp, covariance_type: str, reg_covar: float, learn_weights: bool
         weights = torch.full_like(nk, 1.0 / K)
     if covariance_type == "identity":
         covariances = None
+    elif covariance_type == "tied":
+        # sum_k sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T / sum_k nk = (X^T X - sum_k nk mu_k mu_k^T) / sum_k nk
+        covariances = (X.mT @ X - (nk.unsqueeze(-1) * means).mT @ means) / nk.sum(-1)[..., None, None]
+        covariances.diagonal(dim1=-2, dim2=-1).add_(reg_covar)
     elif covariance_type == "full":
         scatter = torch.zeros(R * K * D, D, dtype=X.dtype, device=X.device)  # sum_n r_nk x_n x_n^T, one GEMM
         for rows in _row_chunks(N, R * K * D):
@@ -272,7 +279,7 @@ def fit_mixture_em(
         if hard:
             empty = counts == 0
             new_m = torch.where(empty.unsqueeze(-1), means, new_m)
-            if new_c is not None:
+            if new_c is not None and covariance_type != "tied":  # a tied covariance belongs to no component
                 new_c = torch.where(empty.reshape(empty.shape + (1,) * (new_c.dim() - 2)), covariances, new_c)
             if learn_weights:
                 new_w = counts / X.shape[0]
