@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real", choices=REAL_SETS, default="iris", help="real data set bundled with scikit-learn, standardized (default: iris)")
     p.add_argument("--n-per-cluster", type=runs.positive_int, default=200,
                    help="synthetic points per true component, >= 2: the third has half as many (default: 200)")
-    p.add_argument("--covariance-type", choices=["full", "diag", "spherical", "identity"], default="full",
+    p.add_argument("--covariance-type", choices=["full", "tied", "diag", "spherical", "identity"], default="full",
                    help="covariance structure of every fit (default: full)")
     p.add_argument("--n-init", type=runs.positive_int, default=5, help="EM restarts, run batched (default: 5)")
     p.add_argument("--max-iter", type=runs.positive_int, default=200, help="EM iterations per restart (default: 200)")

@@ -398,3 +398,23 @@ def test_unconverged_fit_warns_like_sklearn(method):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert GaussianMixture(3, method=method, max_iter=500, init_params="random", random_state=0).fit(X).converged_
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_model_family_answers_the_face_as_sklearn(covariance_type):
+    """GaussianMixtureModel at scikit-learn's fitted parameters: posterior, MAP, log-likelihood and samples."""
+    from pyro_lvm.models import GaussianMixtureModel
+
+    X = wine()
+    sk = SkGaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    model = GaussianMixtureModel(3, covariance_type, weights=torch.as_tensor(sk.weights_),
+                                 means=torch.as_tensor(sk.means_), covariances=torch.as_tensor(sk.covariances_))
+    Xt = torch.as_tensor(X)
+    assert model.max_plate_nesting == 1 and model.latent_sites == ("z",)
+    posterior = model.posterior(Xt)
+    assert posterior.batch_shape == (len(X),)
+    assert np.allclose(posterior.probs.numpy(), sk.predict_proba(X), atol=1e-8)
+    assert np.array_equal(model.map_latents(Xt).numpy(), sk.predict(X))
+    assert np.allclose(model.log_likelihood(Xt).numpy(), sk.score_samples(X), atol=1e-8)
+    x, z = model.sample(5, return_latents=True)
+    assert x.shape == (5, X.shape[1]) and z.shape == (5,)
