@@ -41,7 +41,7 @@ class JaxMixtureEM:
         self._fit = jax.jit(_make_fit(covariance_type, float(tol), int(max_iter), float(reg_covar)))
         self.n_iter_, self.lower_bound_ = 0, float("nan")
 
-    def fit(self) -> "JaxMixtureEM":
+    def fit(self) -> JaxMixtureEM:
         n_iter, lower_bound, final = self._fit(self.X, *self.start)
         self.n_iter_, self.lower_bound_, self._score = int(n_iter), float(lower_bound), float(final)
         return self

@@ -88,10 +88,9 @@ def _jax_rows(args, cases, pairs: int, sklearn_threads: int | None) -> list[dict
         print(f"{NAME}: JAX is not installed (pip install numpyro jax); no jax rows")
         return []
     import jax
+    from _jax_gmm_em import JaxMixtureEM
     from sklearn.mixture import GaussianMixture as SkGaussianMixture
     from threadpoolctl import threadpool_limits
-
-    from _jax_gmm_em import JaxMixtureEM
 
     device, rows = torch.device("cpu"), []
     for n, d, k, cov_type, devices in cases:

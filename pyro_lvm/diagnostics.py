@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyro
@@ -28,8 +29,13 @@ from pyro.infer.autoguide.initialization import init_to_value
 from pyro.ops.hessian import hessian
 from torch.distributions import biject_to
 
+from pyro_lvm.estimators import ArrayLike, GaussianMixture
 from pyro_lvm.infer.train import train
 from pyro_lvm.models.gmm import GaussianMixtureModel
+
+if TYPE_CHECKING:
+    import arviz
+    from matplotlib.axes import Axes
 
 __all__ = [
     "compare_mixtures",
@@ -46,7 +52,9 @@ def _numpy(value) -> np.ndarray:
     return value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
 
 
-def to_inference_data(samples: dict, log_likelihood, observed=None, obs_name: str = "x"):
+def to_inference_data(
+    samples: dict, log_likelihood: ArrayLike, observed: ArrayLike | None = None, obs_name: str = "x"
+) -> arviz.InferenceData:
     """Posterior draws and pointwise log-likelihoods as :class:`arviz.InferenceData`.
 
     :param samples: site name -> draws ``(chains, draws, ...)`` (Pyro's
@@ -74,8 +82,8 @@ def to_inference_data(samples: dict, log_likelihood, observed=None, obs_name: st
 
 
 def mixture_posterior(
-    gmm,
-    X,
+    gmm: GaussianMixture,
+    X: ArrayLike,
     method: str = "nuts",
     num_samples: int = 200,
     warmup_steps: int = 200,
@@ -84,7 +92,7 @@ def mixture_posterior(
     svi_steps: int = 300,
     lr: float = 0.05,
     progress: bool = False,
-):
+) -> arviz.InferenceData:
     """Posterior draws over the global sites of ``gmm.model_`` and their pointwise log-likelihoods.
 
     The mixture is first fitted by EM (its ``prior`` should be ``"weak"``: NUTS needs a proper
@@ -141,7 +149,7 @@ def _laplace_draws(story: GaussianMixtureModel, X: torch.Tensor, start: dict, nu
     return {site["name"]: biject_to(site["fn"].support)(u).unsqueeze(0) for site, u in guide._unpack_latent(latent)}
 
 
-def compare_mixtures(X, mixtures: Sequence, method: str = "nuts", **posterior_kwargs) -> dict:
+def compare_mixtures(X: ArrayLike, mixtures: Sequence[GaussianMixture], method: str = "nuts", **posterior_kwargs: Any) -> dict:
     """Compare mixtures with ``K`` components by LOO (``az.compare``) and by BIC.
 
     :param X: data ``(N, D)``.
@@ -167,7 +175,7 @@ def compare_mixtures(X, mixtures: Sequence, method: str = "nuts", **posterior_kw
     return {"loo": table, "bic": bic, "idata": idata, "best_loo": best_loo, "best_bic": min(bic, key=bic.get)}
 
 
-def plot_model_selection(comparison: dict, ax=None):
+def plot_model_selection(comparison: dict, ax: Axes | None = None) -> Axes:
     """ELPD (LOO, with standard errors) and BIC against ``K`` from :func:`compare_mixtures`.
 
     :returns: the matplotlib axes (BIC on a twin axis).
@@ -190,7 +198,9 @@ def plot_model_selection(comparison: dict, ax=None):
     return ax
 
 
-def plot_mixture(gmm, X, ax=None, dims: tuple[int, int] = (0, 1), n_std: float = 2.0):
+def plot_mixture(
+    gmm: GaussianMixture, X: ArrayLike, ax: Axes | None = None, dims: tuple[int, int] = (0, 1), n_std: float = 2.0
+) -> Axes:
     """Data coloured by responsibilities and each component's ``n_std`` covariance ellipse.
 
     :param gmm: a fitted mixture; ``X``: ``(N, D)``; ``dims``: the two features to show.

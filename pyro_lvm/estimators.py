@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from numbers import Integral, Real
-from typing import ClassVar
+from typing import Any, ClassVar, Union
 
 import numpy as np
 import pyro
@@ -37,7 +37,10 @@ from pyro_lvm.ops.mixture import (
     precision_cholesky,
 )
 
-__all__ = ["GaussianMixture"]
+__all__ = ["ArrayLike", "GaussianMixture"]
+
+#: What the estimators take as data: a NumPy array (or anything ``np.asarray`` reads) or a tensor.
+ArrayLike = Union[np.ndarray, torch.Tensor, Any]
 
 METHODS = ("em", "hard_em", "svi")
 INIT_PARAMS = ("kmeans", "k-means++", "random")
@@ -125,9 +128,9 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
         max_iter: int = 100,
         n_init: int = 1,
         init_params: str = "kmeans",
-        means_init=None,
-        weights_init=None,
-        precisions_init=None,
+        means_init: ArrayLike | None = None,
+        weights_init: ArrayLike | None = None,
+        precisions_init: ArrayLike | None = None,
         learn_weights: bool = True,
         prior: str = "flat",
         steps: int = 1000,
@@ -293,7 +296,7 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
             covariances = covariances_from_precisions(precisions_init, self.covariance_type).expand(R, *precisions_init.shape).clone()
         return weights, means, covariances
 
-    def fit(self, X, y=None) -> GaussianMixture:
+    def fit(self, X: ArrayLike, y: Any = None) -> GaussianMixture:
         """Estimate the parameters from ``X`` ``(N, D)`` (NumPy array, list, DataFrame or tensor) by ``method``.
 
         :param y: ignored (scikit-learn's signature).
@@ -398,22 +401,22 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
         """The story with this estimator's settings (no parameter values yet)."""
         return GaussianMixtureModel(self.n_components, self.covariance_type, learn_weights=self.learn_weights, prior=self.prior)
 
-    def score_samples(self, X) -> torch.Tensor | np.ndarray:
+    def score_samples(self, X: ArrayLike) -> torch.Tensor | np.ndarray:
         """``log p(x_n)`` per sample ``(N,)`` in nats."""
         Xt = self._as_tensor(X)
         return self._like(self.model_.log_likelihood(Xt), X)
 
-    def score(self, X, y=None) -> float:
+    def score(self, X: ArrayLike, y: Any = None) -> float:
         """Mean log-likelihood per sample (nats); ``y`` is ignored."""
         Xt = self._as_tensor(X)
         return float(self.model_.log_likelihood(Xt).mean())
 
-    def predict_proba(self, X) -> torch.Tensor | np.ndarray:
+    def predict_proba(self, X: ArrayLike) -> torch.Tensor | np.ndarray:
         """Posterior responsibilities ``p(z_n = k | x_n)`` ``(N, K)``."""
         Xt = self._as_tensor(X)
         return self._like(self.model_.posterior(Xt).probs, X)
 
-    def predict(self, X) -> torch.Tensor | np.ndarray:
+    def predict(self, X: ArrayLike) -> torch.Tensor | np.ndarray:
         """MAP component per sample ``(N,)``."""
         Xt = self._as_tensor(X)
         return self._like(self.model_.map_latents(Xt), X)
@@ -434,13 +437,13 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
         cov = {"full": K * D * (D + 1) // 2, "tied": D * (D + 1) // 2, "diag": K * D, "spherical": K, "identity": 0}
         return cov[self.covariance_type] + K * D + (K - 1 if self.learn_weights else 0)
 
-    def bic(self, X) -> float:
+    def bic(self, X: ArrayLike) -> float:
         """Bayesian information criterion ``-2 log L + p log N`` on ``X`` (lower is better)."""
         Xt = self._as_tensor(X)
         log_lik = self.model_.log_likelihood(Xt)
         return float(-2.0 * log_lik.sum() + self._n_parameters() * math.log(log_lik.shape[0]))
 
-    def aic(self, X) -> float:
+    def aic(self, X: ArrayLike) -> float:
         """Akaike information criterion ``-2 log L + 2 p`` on ``X`` (lower is better)."""
         Xt = self._as_tensor(X)
         return float(-2.0 * self.model_.log_likelihood(Xt).sum() + 2.0 * self._n_parameters())

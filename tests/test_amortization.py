@@ -3,11 +3,10 @@
 import pyro
 import pytest
 import torch
+from linear_gaussian import LinearGaussian, correlated_linear_gaussian  # tests/ is on sys.path under pytest
 
 from pyro_lvm.guides import AmortizedDelta, AmortizedNormal, LocalGuide, make_guide, optimize_local_params
 from pyro_lvm.infer import active_directions, active_units, amortization_gap, per_example_elbo, posterior_means
-
-from linear_gaussian import LinearGaussian, correlated_linear_gaussian  # tests/ is on sys.path under pytest
 
 
 def test_gap_of_an_untrained_encoder_is_the_distance_to_the_mean_field_optimum():

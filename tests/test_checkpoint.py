@@ -10,8 +10,8 @@ import pyro.optim
 import pytest
 import torch
 
-from pyro_lvm.infer import load_weights, train
 from pyro_lvm.infer import checkpoint as checkpoint_module
+from pyro_lvm.infer import load_weights, train
 
 X = torch.linspace(-1.0, 3.0, 16)
 calls = []

@@ -7,6 +7,7 @@ import torch
 from pyro_lvm.color import lab_to_rgb, rgb_to_lab
 from pyro_lvm.metrics import ab_accuracy_auc, psnr
 
+
 @pytest.fixture
 def skcolor():
     """scikit-image's colour module, the reference (a test-only dependency)."""

@@ -390,8 +390,8 @@ def test_long_inputs_match_torch():
 def test_chain_forward_under_autograd_matches_the_posterior_path():
     """The banded recursion differentiated by autograd (chain_forward + chain_total) and by the
     forward-backward posterior (chain_log_total) agree; so do the posteriors of both directions."""
-    from pyro_lvm.ops.ctc import _alignment_chain, _check
     from pyro_lvm.ops import chain_forward, chain_log_total, chain_total
+    from pyro_lvm.ops.ctc import _alignment_chain, _check
 
     logits, targets, il, tl = random_case(12)
     chain = _alignment_chain(_check(logits.log_softmax(-1), targets, il, tl, 0), 0)

@@ -7,11 +7,10 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from linear_gaussian import LinearGaussian  # tests/ is on sys.path under pytest
 
 from pyro_lvm.guides import AmortizedDelta, check_guide_sites
 from pyro_lvm.infer import bits_per_dim, importance_log_likelihood, per_example_elbo
-
-from linear_gaussian import LinearGaussian  # tests/ is on sys.path under pytest
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from linear_gaussian import correlated_linear_gaussian  # tests/ is on sys.path under pytest
 from pyro import poutine
 
 from pyro_lvm.guides import (
@@ -20,8 +21,6 @@ from pyro_lvm.guides import (
 )
 from pyro_lvm.infer import per_example_elbo, train
 from pyro_lvm.models import DeepLatentGaussian
-
-from linear_gaussian import correlated_linear_gaussian  # tests/ is on sys.path under pytest
 
 
 def small_options(name, model, n):

@@ -12,7 +12,8 @@ the split lets the same family be used non-amortized (per-example parameters,
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pyro
 import pyro.distributions as dist

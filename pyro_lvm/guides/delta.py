@@ -9,7 +9,8 @@ report it as the hard ELBO. For an importance-sampled ``log p(x)`` use
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pyro.distributions as dist
 import torch
@@ -51,7 +52,7 @@ class AmortizedDelta(AmortizedGuide):
         (point,) = params
         return dist.Delta(point, event_dim=1)
 
-    def proposal(self, scale: float) -> "DeltaProposal":
+    def proposal(self, scale: float) -> DeltaProposal:
         """A proper importance proposal ``N(f(x), scale^2 I)`` sharing this encoder (for ``log p(x)``)."""
         return DeltaProposal(self, scale)
 

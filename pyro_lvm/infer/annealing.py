@@ -7,7 +7,7 @@ term plus ``beta`` times the negative KL, for any model (no site names needed).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from pyro.poutine.messenger import Messenger
 

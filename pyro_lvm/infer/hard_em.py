@@ -18,7 +18,8 @@ closed-form hard EM.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from pyro import poutine

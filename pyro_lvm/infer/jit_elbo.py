@@ -12,7 +12,8 @@ with a smaller last batch) and then replays the trace without Pyro's per-step Py
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pyro.infer
 import torch

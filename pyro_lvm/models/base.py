@@ -4,23 +4,23 @@ A family is a :class:`~pyro.nn.PyroModule` whose ``forward`` is the generative s
 calling the module is how Pyro sees (and SVI trains) its parameters. Besides the story, every
 family answers the same questions under the same names, and says so clearly when it cannot:
 
-============================== ==============================================================
-``forward(*data)``             the story: latent sample sites, observed sites with ``obs=``
-                               (``model`` is the same call, for Pyro's ``SVI(model, guide)``)
-``guide(*data)``               the family's own guide: empty where every latent is enumerated
-``max_plate_nesting``          how many plates the story nests (for ``TraceEnum_ELBO``)
-``latent_sites``               the names of the story's latent sample sites
-``latent_size``                how big the latent is: the number of values a discrete latent
-                               takes (mixture components, segments, frame labels), the
-                               dimension of a continuous one (``z_dim``); 0 without latents
-``posterior(*data)``           the posterior over the latents given the data, as a
-                               :class:`~torch.distributions.Distribution` (per-latent marginals
-                               where the joint is a chain)
-``map_latents(*data)``         the most probable latents given the data
+================================ ==============================================================
+``forward(*data)``               the story: latent sample sites, observed sites with ``obs=``
+                                 (``model`` is the same call, for Pyro's ``SVI(model, guide)``)
+``guide(*data)``                 the family's own guide: empty where every latent is enumerated
+``max_plate_nesting``            how many plates the story nests (for ``TraceEnum_ELBO``)
+``latent_sites``                 the names of the story's latent sample sites
+``latent_size``                  how big the latent is: the number of values a discrete latent
+                                 takes (mixture components, segments, frame labels), the
+                                 dimension of a continuous one (``z_dim``); 0 without latents
+``posterior(*data)``             the posterior over the latents given the data, as a
+                                 :class:`~torch.distributions.Distribution` (per-latent marginals
+                                 where the joint is a chain)
+``map_latents(*data)``           the most probable latents given the data
 ``sample(num_samples, *inputs)`` draws of the observed sites from the model (given the inputs
-                               of a conditional story); ``return_latents=True`` adds the latents
-``log_likelihood(*data)``      ``log p(observed | inputs)`` per example, in nats
-============================== ==============================================================
+                                 of a conditional story); ``return_latents=True`` adds the latents
+``log_likelihood(*data)``        ``log p(observed | inputs)`` per example, in nats
+================================ ==============================================================
 
 ``data`` are the story's arguments, in the story's order. A family with continuous latents has
 no exact posterior or likelihood: it takes ``guide=`` (a guide from :mod:`pyro_lvm.guides`) in

@@ -63,7 +63,7 @@ def conv_trunk(hidden: int = 32, num_layers: int = 4) -> nn.Sequential:
 
 
 def check_colorization_data(x: torch.Tensor, y: torch.Tensor | None = None) -> None:
-    """Check a batch: ``x`` L* (N, 1, H, W) in [0, 100]; ``y`` ab (N, 2, H, W) with |a|, |b| <= 128.
+    """Check a batch: ``x`` L* (N, 1, H, W) in [0, 100]; ``y`` ab (N, 2, H, W) with ``|a|, |b| <= 128``.
 
     :raises ValueError: naming the argument, what was wrong and what was expected.
     """

@@ -7,6 +7,7 @@ The vectorized recursions of :mod:`pyro_lvm.ops.ctc` compute exactly the sum tha
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pyro
 import pyro.distributions as dist
@@ -19,7 +20,13 @@ from pyro_lvm.ops.ctc import _alignment_chain, _check
 __all__ = ["ctc_alignment_model"]
 
 
-def ctc_alignment_model(log_probs, targets, input_lengths, target_lengths, blank: int = 0) -> None:
+def ctc_alignment_model(
+    log_probs: torch.Tensor,
+    targets: torch.Tensor,
+    input_lengths: torch.Tensor | Sequence[int],
+    target_lengths: torch.Tensor | Sequence[int],
+    blank: int = 0,
+) -> None:
     """The alignment as a Pyro program: one enumerated position per frame under ``pyro.markov``.
 
     Site ``s_t`` is the position (0..2S) of frame ``t`` in ``(blank, y_1, blank, ..., blank)``,

@@ -11,7 +11,8 @@ its own.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NoReturn, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 import pyro
 import pyro.distributions as dist
@@ -134,8 +135,9 @@ class DeepLatentGaussian(LatentVariableModel):
     def map_latents(self, x: torch.Tensor, index: torch.Tensor | None = None, *, guide: Callable | None = None) -> torch.Tensor:
         """The mode of ``q(z | x)``, (N, z_dim): the approximate MAP ``z`` (the mean, for the Gaussian families).
 
-        :raises NotAnswerable: for a guide whose distribution has no closed-form mode (a flow).
         For a point (Delta) guide it is the point.
+
+        :raises NotAnswerable: for a guide whose distribution has no closed-form mode (a flow).
         """
         self._data("map_latents", guide, x, index)
         q = self.posterior(x, index, guide=guide)
