@@ -6,7 +6,7 @@ importance-weighted log-likelihood per example (``pyro_lvm.infer``), and data
 loaders work offline (``pyro_lvm.data``).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from pyro_lvm import data, diagnostics, distributions, estimators, guides, infer, models, ops  # noqa: E402
 from pyro_lvm.estimators import GaussianMixture  # noqa: E402
