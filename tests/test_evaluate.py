@@ -7,10 +7,10 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from linear_gaussian import LinearGaussian  # tests/ is on sys.path under pytest
+from linear_gaussian import LinearGaussian, LinearGaussianHierarchy  # tests/ is on sys.path under pytest
 
 from pyro_lvm.guides import AmortizedDelta, check_guide_sites
-from pyro_lvm.infer import bits_per_dim, importance_log_likelihood, per_example_elbo
+from pyro_lvm.infer import bits_per_dim, importance_log_likelihood, log_importance_weights, per_example_elbo
 
 
 @pytest.fixture
@@ -63,8 +63,6 @@ def test_monte_carlo_elbo_matches_analytic_kl(lg):
     n = 40000
     elbo = per_example_elbo(lg.model, guide, x, num_samples=n, chunk_size=10000)
     # standard error from the per-sample log weights' spread
-    from pyro_lvm.infer import log_importance_weights
-
     spread = log_importance_weights(lg.model, guide, x, num_samples=4000).std(0)
     assert (elbo - analytic).abs().max() < 5 * (spread / math.sqrt(n)).max()
 
@@ -229,3 +227,167 @@ def test_empty_data_with_a_guide_that_opens_no_plate_names_the_argument():
     # with examples, a model without latents has the exact log p(x) = log N(x; 0, 1)
     torch.testing.assert_close(importance_log_likelihood(latent_free_model, lambda x: None, X3, num_samples=3),
                                dist.Normal(0.0, 1.0).log_prob(X3))
+
+
+# -- the particle dimension: vectorized draws (latents with a leading sample dim) or one training-shaped call per draw --
+
+
+def test_vectorized_and_looped_draws_give_the_same_log_weights(lg):
+    """Same seed, same draws: torch's CPU generator fills normals 16 at a time, so with N * d = 16 one (k, N, d)
+    draw and k draws of (N, d) are the same numbers; the weights then agree to rounding."""
+    x = data(lg, n=8)  # N * d = 8 * 2
+    weights = {}
+    for vectorize in (True, False):
+        torch.manual_seed(1)
+        weights[vectorize] = log_importance_weights(lg.model, lg.prior_guide, x, num_samples=5, vectorize=vectorize)
+    assert weights[True].shape == weights[False].shape == (5, 8)
+    torch.testing.assert_close(weights[True], weights[False], rtol=0, atol=1e-12)
+    # and so do the estimators built on them, chunk by chunk
+    ll = {}
+    for vectorize in (True, False):
+        torch.manual_seed(2)
+        ll[vectorize] = importance_log_likelihood(lg.model, lg.prior_guide, x, num_samples=7, chunk_size=3, vectorize=vectorize)
+    torch.testing.assert_close(ll[True], ll[False], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_two_latent_sites_are_exact_under_the_true_posterior(vectorize):
+    """z2 -> z1 -> x with q(z2 | x) q(z1 | z2, x) = p(z2, z1 | x): every weight is log p(x), for both settings."""
+    h = LinearGaussianHierarchy.random()
+    x = h.marginal().sample((40,))
+    exact = h.log_marginal(x)
+    ll = importance_log_likelihood(h.model, h.exact_guide, x, num_samples=6, chunk_size=4, vectorize=vectorize)
+    torch.testing.assert_close(ll, exact, rtol=0, atol=1e-6)
+    elbo = per_example_elbo(h.model, h.exact_guide, x, num_samples=3, vectorize=vectorize)
+    torch.testing.assert_close(elbo, exact, rtol=0, atol=1e-6)
+
+
+def test_two_latent_sites_from_their_priors_are_below_and_tighten():
+    """A prior proposal over both sites: a lower bound that the vectorized and looped estimators agree on."""
+    h = LinearGaussianHierarchy.random()
+    x = h.marginal().sample((30,))
+
+    def prior_guide(x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            z2 = pyro.sample("z2", dist.Normal(torch.zeros(h.d2, dtype=x.dtype), 1.0).to_event(1))
+            pyro.sample("z1", dist.Normal(z2 @ h.A.T + h.c, h.tau).to_event(1))
+
+    truth = h.log_marginal(x).mean()
+    few = importance_log_likelihood(h.model, prior_guide, x, num_samples=2, vectorize=False).mean()
+    many = importance_log_likelihood(h.model, prior_guide, x, num_samples=20000, chunk_size=5000).mean()
+    assert few < many < truth and truth - many < 0.2 * (truth - few)
+
+
+class ConditionalLinearGaussian:
+    """p(y | x) = sum_z p(z) p(y | z, x): z ~ N(0, I_d), y | z, x ~ N(decoder([z, x]), sigma^2 I) with a linear decoder,
+    so p(y | x) = N(V x + b, W W^T + sigma^2 I) for decoder weight [W, V] and bias b."""
+
+    def __init__(self, d=2, dx=3, dy=4, sigma=0.5, broadcast=True):
+        torch.manual_seed(0)
+        self.d, self.sigma, self.broadcast = d, sigma, broadcast
+        self.decoder = torch.nn.Linear(d + dx, dy).double()
+        W, V, b = self.decoder.weight[:, :d].detach(), self.decoder.weight[:, d:].detach(), self.decoder.bias.detach()
+        self.W, self.V, self.b = W, V, b
+        # the exact posterior p(z | x, y) = N(M_x x + M_y y + m, P^{-1}): a user's encoder of two arguments, set to it
+        precision = torch.eye(d, dtype=W.dtype) + W.T @ W / sigma**2
+        gain = torch.linalg.solve(precision, W.T) / sigma**2  # (d, dy)
+        self.encoder = TwoArgumentEncoder(dx, dy, d)
+        with torch.no_grad():
+            self.encoder.linear.weight.copy_(torch.cat([-gain @ V, gain], dim=1))
+            self.encoder.linear.bias.copy_(-gain @ b)
+        self.scale_tril = torch.linalg.cholesky(torch.linalg.inv(precision))
+
+    def model(self, x, y):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            z = pyro.sample("z", dist.Normal(torch.zeros(self.d, dtype=x.dtype), 1.0).to_event(1))
+            # torch.cat([z, x]) fails once z has a leading sample dimension; expanding x first broadcasts
+            inputs = torch.cat([z, x.expand(z.shape[:-1] + x.shape[-1:]) if self.broadcast else x], dim=-1)
+            pyro.sample("y", dist.Normal(self.decoder(inputs), self.sigma).to_event(1), obs=y)
+
+    def guide(self, x, y):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            pyro.sample("z", dist.MultivariateNormal(self.encoder(x, y), scale_tril=self.scale_tril))
+
+    def log_marginal(self, x, y):
+        cov = self.W @ self.W.T + self.sigma**2 * torch.eye(self.W.shape[0], dtype=x.dtype)
+        return dist.MultivariateNormal(x @ self.V.T + self.b, cov).log_prob(y)
+
+
+class TwoArgumentEncoder(torch.nn.Module):
+    """A user's recognition network q(z | x, y): called with two arguments, returns the mean (N, d)."""
+
+    def __init__(self, dx, dy, d):
+        super().__init__()
+        self.linear = torch.nn.Linear(dx + dy, d).double()
+
+    def forward(self, x, y):
+        return self.linear(torch.cat([x, y], dim=-1))
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_user_encoder_of_two_arguments_is_exact_for_both_settings(vectorize):
+    story = ConditionalLinearGaussian()
+    x = torch.randn(20, 3, dtype=torch.float64)
+    y = x @ story.V.T + story.b + torch.randn(20, 4, dtype=torch.float64)
+    exact = story.log_marginal(x, y)
+    ll = importance_log_likelihood(story.model, story.guide, x, y, num_samples=5, chunk_size=2, vectorize=vectorize)
+    torch.testing.assert_close(ll, exact, rtol=0, atol=1e-6)
+    torch.testing.assert_close(per_example_elbo(story.model, story.guide, x, y, num_samples=2, vectorize=vectorize), exact,
+                               rtol=0, atol=1e-6)
+
+
+def test_decoder_that_concatenates_a_latent_with_an_input_needs_the_loop():
+    story = ConditionalLinearGaussian(broadcast=False)
+    x = torch.randn(20, 3, dtype=torch.float64)
+    y = x @ story.V.T + story.b
+    with pytest.raises(ValueError, match=r"leading particle dimension.*Pass vectorize=False.*RuntimeError"):
+        importance_log_likelihood(story.model, story.guide, x, y, num_samples=5)
+    ll = importance_log_likelihood(story.model, story.guide, x, y, num_samples=5, vectorize=False)
+    torch.testing.assert_close(ll, story.log_marginal(x, y), rtol=0, atol=1e-6)
+
+
+class ConvDecoder(torch.nn.Module):
+    """z (N, d) -> a 4x4 image (N, 16): a linear layer to (N, 4, 2, 2) by ``.view(-1, 4, 2, 2)``, a stride-1 convolution
+    and a depth-to-space reshape (PixelShuffle). The reshape assumes one batch dimension, as such decoders do. Linear
+    (no nonlinearity), so the story stays linear-Gaussian with a closed form."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.fc = torch.nn.Linear(d, 16)
+        self.conv = torch.nn.Conv2d(4, 4, kernel_size=3, padding=1)
+        self.shuffle = torch.nn.PixelShuffle(2)
+
+    def forward(self, z):
+        return self.shuffle(self.conv(self.fc(z).view(-1, 4, 2, 2))).view(-1, 16)
+
+
+def test_conv_decoder_with_a_fixed_batch_reshape_works_with_the_loop_and_names_the_flag_otherwise():
+    torch.manual_seed(0)
+    d, sigma = 3, 0.5
+    decoder = ConvDecoder(d).double()
+
+    def model(x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            z = pyro.sample("z", dist.Normal(torch.zeros(d, dtype=x.dtype), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(decoder(z), sigma).to_event(1), obs=x)
+
+    # the decoder is affine, decoder(z) = J z + decoder(0): the reference linear-Gaussian model and its exact posterior
+    with torch.no_grad():
+        offset = decoder(torch.zeros(1, d, dtype=torch.float64))[0]
+        J = (decoder(torch.eye(d, dtype=torch.float64)) - offset).T  # (16, d)
+    reference = LinearGaussian(J, offset, sigma)
+    x = reference.marginal().sample((10,))
+
+    with pytest.raises(ValueError, match=r"leading particle dimension.*view\(-1, C, H, W\).*Pass vectorize=False.*Shape mismatch"):
+        importance_log_likelihood(model, reference.exact_guide, x, num_samples=5)
+    with pytest.raises(ValueError, match=r"Pass vectorize=False"):
+        per_example_elbo(model, reference.exact_guide, x, num_samples=5)
+    ll = importance_log_likelihood(model, reference.exact_guide, x, num_samples=5, chunk_size=2, vectorize=False)
+    torch.testing.assert_close(ll, reference.log_marginal(x), rtol=0, atol=1e-6)
+    elbo = per_example_elbo(model, reference.exact_guide, x, num_samples=3, vectorize=False)
+    torch.testing.assert_close(elbo, reference.log_marginal(x), rtol=0, atol=1e-6)
+
+
+def test_vectorize_must_be_a_bool():
+    with pytest.raises(ValueError, match=r"vectorize must be True or False, got 'no'"):
+        importance_log_likelihood(scalar_model, scalar_posterior, X3, num_samples=2, vectorize="no")

@@ -6,8 +6,18 @@ For each example ``x_n`` of the model's data plate, with ``z^(s) ~ q(z | x_n)``:
 
 This is the estimator papers report (Burda et al., 2015, with S = 5000). It is a
 stochastic lower bound in expectation that tightens as S grows, and exact when the
-guide is the true posterior. Particles are drawn in vectorized chunks, so large S
-fits in memory.
+guide is the true posterior. Particles are drawn in chunks, so large S fits in memory.
+
+The particle dimension (the contract for the networks a story and its guide call; see the
+"Writing networks" page of the documentation): with ``vectorize=True`` (the default) a chunk
+of k draws is one call of the guide and one of the model inside an extra plate of size k at
+dim ``-(max_plate_nesting + 1)``, so every latent arrives with a leading sample dimension,
+``z`` of shape (k, N, d) where training gives (N, d), while the data arguments keep their
+shapes. A decoder (or an encoder reading an earlier latent) must then broadcast over leading
+dimensions. With ``vectorize=False`` each draw is one plain call, with exactly the shapes of
+training, and the k log weights are stacked: any network works, at the cost of k calls. A
+vectorized call that fails where the plain call works raises a ``ValueError`` that says to pass
+``vectorize=False`` (no silent fallback: a loop is S times slower, and the failure may be a bug).
 
 Every latent and observed sample site must sit inside the data plate (one latent
 set per example); sites outside it have no per-example log-likelihood.
@@ -31,6 +41,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
 
 from pyro_lvm.guides.check import check_trace_sites, guide_and_model_traces
@@ -123,40 +134,81 @@ def _per_example_log_prob(trace, plate: str, nesting: int, num_particles: int) -
     return total.expand(num_particles, -1) if total.dim() == 2 else total
 
 
-def _log_weights(model, guide, args, kwargs, num_samples: int, plate: str, nesting: int) -> torch.Tensor:
-    """The (num_samples, N) log weights, for a model and guide already checked (plate nesting ``nesting``)."""
+def _traces(model, guide, args, kwargs) -> tuple[Trace, Trace]:
+    """Trace ``guide`` once, then ``model`` replayed against it: ``(guide_trace, model_trace)``."""
+    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    return guide_trace, poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
 
-    def vectorize(fn):
+
+def _weights_of(traces: tuple[Trace, Trace], plate: str, nesting: int, num_particles: int) -> torch.Tensor:
+    """``log p - log q`` per particle and example, (num_particles, N), from ``(guide_trace, model_trace)``."""
+    guide_trace, model_trace = traces
+    return _per_example_log_prob(model_trace, plate, nesting, num_particles) - _per_example_log_prob(
+        guide_trace, plate, nesting, num_particles
+    )
+
+
+def _log_weights(model, guide, args, kwargs, num_samples: int, plate: str, nesting: int, vectorize: bool) -> torch.Tensor:
+    """The (num_samples, N) log weights, for a model and guide already checked (plate nesting ``nesting``).
+
+    ``vectorize=True``: one call of each inside a particle plate of size ``num_samples`` at dim
+    ``-(nesting + 1)``; ``vectorize=False``: ``num_samples`` plain (training-shaped) calls, stacked.
+
+    :raises ValueError: when the vectorized call fails (the plain call was checked to work), saying
+        to pass ``vectorize=False``.
+    """
+    if not isinstance(vectorize, bool):
+        raise ValueError(f"vectorize must be True or False, got {vectorize!r}")
+    if not vectorize:
+        return torch.cat([_weights_of(_traces(model, guide, args, kwargs), plate, nesting, 1) for _ in range(num_samples)])
+
+    def particles(fn):
         def wrapped(*a, **k):
             with pyro.plate("_particles", num_samples, dim=-(nesting + 1)):
                 return fn(*a, **k)
 
         return wrapped
 
-    guide_trace = poutine.trace(vectorize(guide)).get_trace(*args, **kwargs)
-    model_trace = poutine.trace(poutine.replay(vectorize(model), trace=guide_trace)).get_trace(*args, **kwargs)
-    log_p = _per_example_log_prob(model_trace, plate, nesting, num_samples)
-    log_q = _per_example_log_prob(guide_trace, plate, nesting, num_samples)
-    return log_p - log_q
+    try:
+        traces = _traces(particles(model), particles(guide), args, kwargs)
+    except (ValueError, RuntimeError, IndexError) as err:
+        raise ValueError(
+            f"the model or guide fails when its latents carry a leading particle dimension ({num_samples} draws at "
+            f"dim {-(nesting + 1)}, e.g. z of shape ({num_samples}, N, ...) where training gives (N, ...)), though it "
+            f"runs with the shapes of training: a network that reshapes with a fixed batch size (x.view(-1, C, H, W)) "
+            f"or concatenates a latent with a data argument does not broadcast over sample dimensions. Pass "
+            f"vectorize=False to draw one particle per training-shaped call, or make the network broadcast (see the "
+            f"'Writing networks' page). The error was: {type(err).__name__}: {err}"
+        ) from err
+    return _weights_of(traces, plate, nesting, num_samples)
 
 
 def log_importance_weights(
-    model: Callable, guide: Callable, *args: Any, num_samples: int = 1, plate: str = "data", **kwargs: Any
+    model: Callable,
+    guide: Callable,
+    *args: Any,
+    num_samples: int = 1,
+    plate: str = "data",
+    vectorize: bool = True,
+    **kwargs: Any,
 ) -> torch.Tensor:
-    """``log p(x_n, z^(s)) - log q(z^(s) | x_n)`` for ``num_samples`` guide draws, vectorized.
+    """``log p(x_n, z^(s)) - log q(z^(s) | x_n)`` for ``num_samples`` guide draws.
 
     The guide must sample every latent site of the model and no other (see
     :func:`~pyro_lvm.guides.check_guide_sites`); a point-mass guide is allowed here (its weight
     is the hard ELBO's ``log p(x_n, f(x_n))``).
 
+    :param vectorize: draw all particles in one call, latents with a leading sample dimension
+        (True), or one training-shaped call per particle (False); see :func:`importance_log_likelihood`.
     :returns: tensor of shape (num_samples, N), N the size of the plate ``plate``.
     :raises ValueError: see :func:`importance_log_likelihood`, except for point masses.
     """
     nesting = _checked_plate_nesting(model, guide, args, kwargs, plate, "log_importance_weights", proper_density=False)
-    return _log_weights(model, guide, args, kwargs, num_samples, plate, nesting)
+    return _log_weights(model, guide, args, kwargs, num_samples, plate, nesting, vectorize)
 
 
-def _chunked_weights(model, guide, args, kwargs, num_samples, chunk_size, plate, evaluator: str, proper_density: bool):
+def _chunked_weights(model, guide, args, kwargs, num_samples, chunk_size, plate, vectorize: bool, evaluator: str,
+                     proper_density: bool):
     """Check the guide once, then yield the log weights of ``num_samples`` draws in chunks of ``chunk_size``."""
     if num_samples < 1 or chunk_size < 1:
         raise ValueError(f"num_samples and chunk_size must be >= 1, got {num_samples} and {chunk_size}")
@@ -164,7 +216,7 @@ def _chunked_weights(model, guide, args, kwargs, num_samples, chunk_size, plate,
     with torch.no_grad(), poutine.block():
         for start in range(0, num_samples, chunk_size):
             k = min(chunk_size, num_samples - start)
-            yield _log_weights(model, guide, args, kwargs, k, plate, nesting)
+            yield _log_weights(model, guide, args, kwargs, k, plate, nesting, vectorize)
 
 
 def importance_log_likelihood(
@@ -174,27 +226,45 @@ def importance_log_likelihood(
     num_samples: int = 1000,
     chunk_size: int = 100,
     plate: str = "data",
+    vectorize: bool = True,
     **kwargs: Any,
 ) -> torch.Tensor:
     """Importance-sampled ``log p(x_n)`` for every example ``n`` of the data plate.
+
+    The guide may cover several latent sites (a hierarchy ``q(z2 | x) q(z1 | z2, x)``, say) and call
+    any encoder on any of its arguments; every site is scored in the weight.
+
+    **The particle dimension.** With ``vectorize=True`` the guide and the model run once per chunk
+    of k draws, inside a plate of size k at dim ``-(max_plate_nesting + 1)``: each latent arrives
+    with a leading sample dimension, ``z`` of shape (k, N, d) where training gives (N, d), while
+    the arguments (the data) keep their shapes. So a decoder, or an encoder that reads an earlier
+    latent, must broadcast over leading dimensions (``nn.Linear`` does; ``z.view(-1, 64, 7, 7)`` or
+    ``torch.cat([z, x], -1)`` does not). With ``vectorize=False`` each draw is one plain call with
+    exactly the shapes of training, for networks that cannot broadcast; the same numbers, k times
+    the calls.
 
     :param model: the generative story, called as ``model(*args, **kwargs)``.
     :param guide: the proposal ``q(z | x)`` (same signature): it must sample every latent site of the
         model, and no other, at the model's shapes, with a density (not a point mass).
     :param num_samples: importance samples per example (S).
-    :param chunk_size: samples drawn at once; memory grows with ``chunk_size * N``.
+    :param chunk_size: samples reduced at once; memory grows with ``chunk_size * N``. With
+        ``vectorize=True`` also the size of the leading sample dimension the networks see.
     :param plate: name of the model's data plate.
+    :param vectorize: one call per chunk with a leading sample dimension (True, fast), or one
+        training-shaped call per draw (False, for networks that do not broadcast).
     :returns: tensor of shape (N,), nats.
     :raises ValueError: when the guide misses a latent site, samples one the model lacks or observes,
         or has another shape there (naming the sites; see :func:`~pyro_lvm.guides.check_guide_sites`);
         when the model leaves a site marked for enumeration to be summed (not yet done inside the
         weights); when a guide site is a point mass (Delta: use a proposal with a density around the
         point, e.g. :meth:`~pyro_lvm.guides.AmortizedDelta.proposal`); when the arguments have no
-        examples (an empty result would turn into a NaN mean downstream).
+        examples (an empty result would turn into a NaN mean downstream); when ``vectorize=True`` and the
+        model or guide fails with the leading sample dimension though it runs without it (the
+        message says to pass ``vectorize=False``).
     """
     running = None
     for log_w in _chunked_weights(model, guide, args, kwargs, num_samples, chunk_size, plate,
-                                  "importance_log_likelihood", proper_density=True):
+                                  vectorize, "importance_log_likelihood", proper_density=True):
         chunk = torch.logsumexp(log_w, dim=0)
         running = chunk if running is None else torch.logaddexp(running, chunk)
     return running - math.log(num_samples)
@@ -207,17 +277,27 @@ def per_example_elbo(
     num_samples: int = 1,
     chunk_size: int = 100,
     plate: str = "data",
+    vectorize: bool = True,
     **kwargs: Any,
 ) -> torch.Tensor:
     """Monte Carlo ELBO ``E_q[log p(x_n, z) - log q(z | x_n)]`` per example, shape (N,), nats.
 
     With a point-mass (Delta) guide this is the hard ELBO ``log p(x_n, f(x_n))``, not a bound.
+    Several latent sites and user encoders work as in :func:`importance_log_likelihood`, and so
+    does the particle dimension: with ``vectorize=True`` (the default) latents arrive with a
+    leading sample dimension of size ``min(num_samples, chunk_size)`` and the networks must
+    broadcast over it; ``vectorize=False`` makes one training-shaped call per draw.
+
+    :param num_samples: draws per example.
+    :param chunk_size: draws per vectorized call.
+    :param plate: name of the model's data plate.
+    :param vectorize: as in :func:`importance_log_likelihood`.
 
     :raises ValueError: as :func:`importance_log_likelihood`, except that point masses are allowed.
     """
     total = None
     for log_w in _chunked_weights(model, guide, args, kwargs, num_samples, chunk_size, plate,
-                                  "per_example_elbo", proper_density=False):
+                                  vectorize, "per_example_elbo", proper_density=False):
         s = log_w.sum(0)
         total = s if total is None else total + s
     return total / num_samples
