@@ -32,6 +32,7 @@ from pyro_lvm.guides import make_guide
 from pyro_lvm.infer import (
     History,
     JitTraceMeanField_ELBO,
+    apply_to_first,
     linear_warmup,
     load_weights,
     train,
@@ -203,7 +204,7 @@ def _run(e: VAEExperiment, data: VAEData, progress: bool) -> VAEExperimentResult
         model.model, guide, (x_train, torch.arange(len(x_train))) if local else x_train,
         loss=_loss(e), optimizer=optimizer, epochs=e.epochs,
         batch_size=e.batch_size, device=device, beta=linear_warmup(e.kl_warmup) if e.kl_warmup else 1.0,
-        batch_transform=dynamic_binarize if data.dynamic else None, val_data=None if local else x_eval,
+        batch_transform=apply_to_first(dynamic_binarize) if data.dynamic else None, val_data=None if local else x_eval,
         val_every=max(1, e.epochs // 10), checkpoint=e.checkpoint, resume=e.resume, progress=progress,
     )
     train_seconds = history.train_seconds  # all epochs, those of an earlier run that resume continued too
