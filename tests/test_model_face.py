@@ -67,12 +67,27 @@ def _dlgm_case():
     return DeepLatentGaussian(6, 2, (5,)), (torch.bernoulli(torch.full((4, 6), 0.3)),), (), {"guide": guide}
 
 
+def _hierarchical_dlgm_case():
+    from test_hierarchical_conv import TwoLayerGuide
+
+    model = pyro_lvm.models.HierarchicalDeepLatentGaussian(6, 3, 2, (5,), (4,))
+    return model, (torch.bernoulli(torch.full((4, 6), 0.3)),), (), {"guide": TwoLayerGuide(6, 3, 2)}
+
+
+def _conv_dlgm_case():
+    from test_hierarchical_conv import ConvGuide
+
+    return pyro_lvm.models.ConvDeepLatentGaussian(8, 3, (8, 4)), (torch.bernoulli(torch.full((4, 64), 0.3)),), (), {"guide": ConvGuide(8, 3)}
+
+
 def _cases():
     """name -> (model, story data, inputs of a conditional story, keyword arguments of the questions)."""
     images, widths, targets, lengths = _ctc_batch()
     x, y = _colour_batch(dtype=torch.float32)
     cases = {
         "DeepLatentGaussian": _dlgm_case,
+        "HierarchicalDeepLatentGaussian": _hierarchical_dlgm_case,
+        "ConvDeepLatentGaussian": _conv_dlgm_case,
         "LatentSegmentationColorizer": lambda: (LatentSegmentationColorizer(3, hidden=4, num_layers=1), (x, y), (x,), {}),
         "ColorRegressor": lambda: (ColorRegressor(hidden=4, num_layers=1), (x, y), (x,), {}),
         "ColumnCTC": lambda: (_ctc_model(), (images, widths, targets, lengths), (images, widths), {}),

@@ -1,16 +1,20 @@
 """Generative stories, one per file."""
 
 from pyro_lvm.models.colorization import ColorRegressor, LatentSegmentationColorizer
+from pyro_lvm.models.conv_dlgm import ConvDeepLatentGaussian
 from pyro_lvm.models.ctc_alignment import ctc_alignment_model
 from pyro_lvm.models.ctc_recognizer import ColumnCTC
 from pyro_lvm.models.dlgm import DeepLatentGaussian
 from pyro_lvm.models.gmm import GaussianMixtureModel
+from pyro_lvm.models.hierarchical_dlgm import HierarchicalDeepLatentGaussian
 
 __all__ = [
     "ColorRegressor",
     "ColumnCTC",
+    "ConvDeepLatentGaussian",
     "DeepLatentGaussian",
     "GaussianMixtureModel",
+    "HierarchicalDeepLatentGaussian",
     "LatentSegmentationColorizer",
     "ctc_alignment_model",
 ]
