@@ -9,7 +9,7 @@ import torch
 from torch.distributions import Distribution
 
 from pyro_lvm.guides.amortized import AmortizedGuide
-from pyro_lvm.guides.local import optimize_local_params
+from pyro_lvm.guides.optimize import optimize_local_params
 
 __all__ = ["SemiAmortized"]
 

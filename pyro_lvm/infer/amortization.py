@@ -24,7 +24,8 @@ import torch
 from pyro import poutine
 
 from pyro_lvm.guides.amortized import AmortizedGuide
-from pyro_lvm.guides.local import LocalGuide, optimize_local_params
+from pyro_lvm.guides.local import LocalGuide
+from pyro_lvm.guides.optimize import optimize_local_params
 from pyro_lvm.infer.evaluate import per_example_elbo
 
 __all__ = ["amortization_gap", "active_directions", "active_units", "posterior_means"]
