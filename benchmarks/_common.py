@@ -52,7 +52,9 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
     """The flags every benchmark takes: ``--quick``, ``--smoke``, ``--device``, ``--out``, ``--seed``, ``--threads``."""
     p = argparse.ArgumentParser(prog=f"benchmarks/{name}.py", description=description)
     p.add_argument("--quick", action="store_true", help="small configuration that finishes in a couple of minutes on CPU")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes and few repetitions for the test suite (seconds; the figures mean nothing)")
+    p.add_argument(
+        "--smoke", action="store_true", help="tiny sizes and few repetitions for the test suite (seconds; the figures mean nothing)"
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--out", default=str(RESULTS_DIR), help=f"folder for {name}.json and {name}.md (default: benchmarks/results)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default: 0)")

@@ -111,7 +111,9 @@ def plot(rows: list[dict], histories: dict[str, list[dict]], path: Path) -> Path
         epochs = [e for e in histories.get(r["case"], []) if e.get("val_loss") is not None]
         if epochs:
             seconds = torch.tensor([e["seconds"] for e in histories[r["case"]]]).cumsum(0)
-            right.plot([seconds[e["epoch"]].item() for e in epochs], [e["val_loss"] for e in epochs], "o-", ms=3, color=color, label=r["case"])
+            right.plot(
+                [seconds[e["epoch"]].item() for e in epochs], [e["val_loss"] for e in epochs], "o-", ms=3, color=color, label=r["case"]
+            )
     left.set_xlabel("training wall clock (s)")
     left.set_ylabel("test NLL (nats), importance sampled")
     left.set_title(f"{rows[0]['dataset']} on {rows[0]['device_name']}", fontsize=9)
@@ -141,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score only the first N test examples (default: all of them)")
     p.add_argument("--particles", type=positive_int, default=None, help="IWAE particles K (default: 50; 5 under --quick)")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    p.add_argument("--lr-decay", type=positive_float, default=None, help="learning-rate factor per epoch (default: 0.99; 0.98 under --quick)")
+    p.add_argument(
+        "--lr-decay", type=positive_float, default=None, help="learning-rate factor per epoch (default: 0.99; 0.98 under --quick)"
+    )
     p.add_argument("--hidden", type=positive_int, nargs="+", default=[200, 200], help="encoder and decoder hidden sizes (default: 200 200)")
     p.add_argument("--keep-runs", default=None,
                    help="keep each case's record (metrics.json, as examples/vae.py writes it) and settings in a folder under this one")

@@ -33,17 +33,26 @@ __all__ = ["BENCHMARKS", "build_parser", "main", "write_report", "write_tables"]
 BENCHMARKS = {
     "svi_overhead": (
         "ratio",
-        ["case", "device", "ratio", "ratio_q25", "ratio_q75", "pyro_lvm_ms", "numpyro_ms", "plain_ms", "target", "loss_rel_diff", "param_max_diff"],
+        [
+            "case", "device", "ratio", "ratio_q25", "ratio_q75", "pyro_lvm_ms", "numpyro_ms", "plain_ms", "target",
+            "loss_rel_diff", "param_max_diff",
+        ],
         True,
     ),
     "gmm_em": (
         "ratio_vs_sklearn",
-        ["case", "device", "dtype", "ratio_vs_sklearn", "speedup", "pyro_lvm_s", "jax_s", "sklearn_s", "loglik_gap", "n_iter", "sklearn_n_iter", "target_ratio"],
+        [
+            "case", "device", "dtype", "ratio_vs_sklearn", "speedup", "pyro_lvm_s", "jax_s", "sklearn_s", "loglik_gap",
+            "n_iter", "sklearn_n_iter", "target_ratio",
+        ],
         True,
     ),
     "ctc": (
         "enum_over_native",
-        ["case", "device", "enum_over_native", "enum_ms", "native_ms", "wrapper_over_native", "cudnn_over_native", "value_max_diff", "grad_max_diff", "target"],
+        [
+            "case", "device", "enum_over_native", "enum_ms", "native_ms", "wrapper_over_native", "cudnn_over_native",
+            "value_max_diff", "grad_max_diff", "target",
+        ],
         True,
     ),
     "guide_families": (None, None, True),
@@ -244,7 +253,8 @@ def _plot(name: str, rows: list[dict], metric: str, out: Path) -> Path | None:
         for t in targets:
             ax.axvline(t, color="tab:red", ls="--", lw=1, label=f"target {t:g}")
         ax.axvline(1.0, color="grey", lw=0.8)
-        if metric in ("enum_over_native", "ratio_vs_sklearn") and max(r[metric] for r in mine) / max(min(r[metric] for r in mine), 1e-9) > 20:
+        spread = max(r[metric] for r in mine) / max(min(r[metric] for r in mine), 1e-9)
+        if metric in ("enum_over_native", "ratio_vs_sklearn") and spread > 20:
             ax.set_xscale("log")
         ax.set_xlabel(metric)
         ax.set_title(dev, fontsize=9)
@@ -286,7 +296,10 @@ def write_report(results: Path = RESULTS_DIR, readme: Path = HERE / "README.md",
     """Rebuild ``readme`` (tables) and ``results/<name>.png`` from ``results/*.json``."""
     parts = [README_HEAD]
     order, seen = list(BENCHMARKS), set()
-    paths = sorted(results.glob("*.json"), key=lambda q: (order.index(_benchmark_of(q.stem)) if _benchmark_of(q.stem) else len(order), q.stem))
+    paths = sorted(
+        results.glob("*.json"),
+        key=lambda q: (order.index(_benchmark_of(q.stem)) if _benchmark_of(q.stem) else len(order), q.stem),
+    )
     for path in paths:
         name, bench = path.stem, _benchmark_of(path.stem)
         rows = json.loads(path.read_text())

@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="palette: one ab Gaussian per segment; pixel: mean and scale per segment and pixel from "
                    "the network (default: palette for shapes, pixel for cifar10)")
     p.add_argument("--hidden", type=runs.positive_int, default=None, help="channels of the convolutional trunk (default: 32)")
-    p.add_argument("--layers", type=runs.positive_int, default=None, help="3x3 convolution layers in the trunk (default: 4 shapes, 5 cifar10)")
+    p.add_argument(
+        "--layers", type=runs.positive_int, default=None, help="3x3 convolution layers in the trunk (default: 4 shapes, 5 cifar10)"
+    )
     p.add_argument("--epochs", type=runs.positive_int, default=None, help="training epochs for each model (default: 10 shapes, 5 cifar10)")
     p.add_argument("--batch-size", type=runs.positive_int, default=32, help="minibatch size (default: 32)")
     p.add_argument("--lr", type=runs.positive_float, default=None, help="Adam learning rate (default: 0.01 shapes, 0.003 cifar10)")
@@ -119,7 +121,8 @@ def show(ax, image, title=None, **kwargs):
 
 
 def plot_grid(path, x, pred_rgb, base_rgb, true_rgb, segments, true_segments, K, rows=8):
-    columns = ["grey input", "latent model", "L2 baseline", "truth", "segmentation"] + (["true regions"] if true_segments is not None else [])
+    columns = ["grey input", "latent model", "L2 baseline", "truth", "segmentation"]
+    columns += ["true regions"] if true_segments is not None else []
     rows = min(rows, len(x))
     fig, axes = plt.subplots(rows, len(columns), figsize=(1.6 * len(columns), 1.6 * rows), squeeze=False)
     for r in range(rows):

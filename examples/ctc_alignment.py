@@ -194,7 +194,11 @@ def main(argv=None) -> dict:
         )
         seconds = time.perf_counter() - t0
         model.eval()
-        metrics[mode] = {"train_seconds": seconds, "final_train_loss": histories[mode].epochs[-1]["train_loss"], **evaluate(model, test_set)}
+        metrics[mode] = {
+            "train_seconds": seconds,
+            "final_train_loss": histories[mode].epochs[-1]["train_loss"],
+            **evaluate(model, test_set),
+        }
         name = f"posterior_{mode}.png"
         plot_posterior(model, test_set, min(args.figures, len(test_set)), f"{mode} training", out / name)
         metrics["figures"].append(name)

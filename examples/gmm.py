@@ -34,7 +34,9 @@ REAL_SETS = ("iris", "wine", "breast_cancer")
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this script; every numeric flag is checked when parsed (see :mod:`pyro_lvm.runs`)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--real", choices=REAL_SETS, default="iris", help="real data set bundled with scikit-learn, standardized (default: iris)")
+    p.add_argument(
+        "--real", choices=REAL_SETS, default="iris", help="real data set bundled with scikit-learn, standardized (default: iris)"
+    )
     p.add_argument("--n-per-cluster", type=runs.positive_int, default=200,
                    help="synthetic points per true component, >= 2: the third has half as many (default: 200)")
     p.add_argument("--covariance-type", choices=["full", "tied", "diag", "spherical", "identity"], default="full",
@@ -50,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--posterior", choices=["nuts", "laplace"], default="nuts",
                    help="posterior draws for LOO: NUTS with z enumerated, or a Laplace approximation fitted by SVI (default: nuts)")
     p.add_argument("--num-samples", type=runs.positive_int, default=200, help="posterior draws per K, >= 2 for LOO (default: 200)")
-    p.add_argument("--warmup", type=runs.nonnegative_int, default=200, help="NUTS warm-up steps per K; 0: no step-size adaptation (default: 200)")
-    p.add_argument("--selection-points", type=runs.positive_int, default=150, help="synthetic points used for model selection (default: 150)")
+    p.add_argument("--warmup", type=runs.nonnegative_int, default=200,
+                   help="NUTS warm-up steps per K; 0: no step-size adaptation (default: 200)")
+    p.add_argument("--selection-points", type=runs.positive_int, default=150,
+                   help="synthetic points used for model selection (default: 150)")
     p.add_argument("--float32", action="store_true", help="compute in float32 (default: float64)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     p.add_argument("--seed", type=runs.nonnegative_int, default=0, help="random seed (default: 0)")

@@ -60,22 +60,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flows", type=runs.positive_int, default=2, help="iaf guide: number of IAF layers (default: 2)")
     p.add_argument("--refine-steps", type=runs.nonnegative_int, default=5,
                    help="semi guide: SGD refinement steps per example and call; 0: the plain encoder (default: 5)")
-    p.add_argument("--refine-lr", type=runs.positive_float, default=1e-2, help="semi guide: SGD learning rate of the refinement (default: 0.01)")
+    p.add_argument("--refine-lr", type=runs.positive_float, default=1e-2,
+                   help="semi guide: SGD learning rate of the refinement (default: 0.01)")
     p.add_argument("--local-steps", type=runs.positive_int, default=500,
                    help="local guide: Adam steps fitting the test examples' parameters with the model fixed (default: 500)")
     p.add_argument("--gap-examples", type=runs.positive_int, default=100,
                    help="test examples for the amortization gap (per-example optimized ELBO minus the encoder's); at most "
                    "the evaluated examples (default: 100)")
-    p.add_argument("--gap-steps", type=runs.positive_int, default=300, help="Adam steps of the amortization gap's per-example optimization (default: 300)")
+    p.add_argument("--gap-steps", type=runs.positive_int, default=300,
+                   help="Adam steps of the amortization gap's per-example optimization (default: 300)")
     p.add_argument("--epochs", type=runs.positive_int, default=None, help="training epochs (default: per dataset, see DATASET_DEFAULTS)")
     p.add_argument("--batch-size", type=runs.positive_int, default=None, help="minibatch size (default: 100)")
     p.add_argument("--lr", type=runs.positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    p.add_argument("--lr-decay", type=runs.positive_float, default=1.0, help="multiply the learning rate by this after every epoch (default: 1, constant)")
+    p.add_argument("--lr-decay", type=runs.positive_float, default=1.0,
+                   help="multiply the learning rate by this after every epoch (default: 1, constant)")
     p.add_argument("--z-dim", type=runs.positive_int, default=None, help="latent dimension (default: 2 for digits, 50 for MNIST)")
-    p.add_argument("--hidden", type=runs.positive_int, nargs="+", default=[200, 200], help="hidden layer sizes of encoder and decoder (default: 200 200)")
+    p.add_argument("--hidden", type=runs.positive_int, nargs="+", default=[200, 200],
+                   help="hidden layer sizes of encoder and decoder (default: 200 200)")
     p.add_argument("--activation", default="tanh", help="activation of the hidden layers (default: tanh)")
-    p.add_argument("--kl-warmup", type=runs.nonnegative_int, default=0, help="steps over which beta rises linearly from 0 to 1 (default: 0, no annealing)")
-    p.add_argument("--eval-samples", type=runs.positive_int, default=5000, help="importance samples per test example for log p(x) (default: 5000)")
+    p.add_argument("--kl-warmup", type=runs.nonnegative_int, default=0,
+                   help="steps over which beta rises linearly from 0 to 1 (default: 0, no annealing)")
+    p.add_argument("--eval-samples", type=runs.positive_int, default=5000,
+                   help="importance samples per test example for log p(x) (default: 5000)")
     p.add_argument("--eval-examples", type=runs.positive_int, default=None,
                    help="evaluate on the first N test examples only, at most the test set (default: all)")
     p.add_argument("--checkpoint", default=None, help="checkpoint file, written atomically every epoch")
@@ -188,7 +194,8 @@ def main(argv=None) -> dict:
     gap = metrics["amortization_gap"]
     gap_text = "n/a (no encoder)" if gap is None else f"{gap:.2f} nats"
     print(
-        f"test {'hard ELBO' if not is_bound else 'ELBO'} {metrics['test_elbo']:.2f} nats, test log p(x) {metrics['test_log_likelihood']:.2f} nats "
+        f"test {'hard ELBO' if not is_bound else 'ELBO'} {metrics['test_elbo']:.2f} nats, "
+        f"test log p(x) {metrics['test_log_likelihood']:.2f} nats "
         f"(k={args.eval_samples}, {metrics['test_examples']} images), {metrics['bits_per_dim']:.4f} bits/dim, "
         f"{metrics['seconds_per_epoch']:.2f} s/epoch; amortization gap {gap_text}, {metrics['active_units']}/{args.z_dim} active units "
         f"({metrics['active_directions']} active directions)"

@@ -128,7 +128,9 @@ def mixture_posterior(
     return to_inference_data(samples, log_lik, observed=Xt)
 
 
-def _laplace_draws(story: GaussianMixtureModel, X: torch.Tensor, start: dict, num_samples: int, svi_steps: int, lr: float, progress: bool) -> dict:
+def _laplace_draws(
+    story: GaussianMixtureModel, X: torch.Tensor, start: dict, num_samples: int, svi_steps: int, lr: float, progress: bool
+) -> dict:
     """Draws ``(1, S, ...)`` from a Laplace approximation in the unconstrained space of the global sites.
 
     The mode comes from SVI on the enumerated model (``TraceEnum_ELBO``, so ``z`` is summed out);

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from numbers import Integral, Real
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 import numpy as np
 import pyro
@@ -40,7 +40,7 @@ from pyro_lvm.ops.mixture import (
 __all__ = ["ArrayLike", "GaussianMixture"]
 
 #: What the estimators take as data: a NumPy array (or anything ``np.asarray`` reads) or a tensor.
-ArrayLike = Union[np.ndarray, torch.Tensor, Any]
+ArrayLike = np.ndarray | torch.Tensor | Any
 
 METHODS = ("em", "hard_em", "svi")
 INIT_PARAMS = ("kmeans", "k-means++", "random")
@@ -210,7 +210,9 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
         else:
             check_is_fitted(self)
             if X.shape[1] != self.n_features_in_:
-                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting {self.n_features_in_} features as input")
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but {type(self).__name__} is expecting {self.n_features_in_} features as input"
+                )
             dtype, device = self.model_.means.dtype, self.model_.means.device
         X = X.to(device=device, dtype=dtype)
         if not bool(torch.isfinite(X).all()):

@@ -188,7 +188,9 @@ def test_truncated_idx_names_the_file_and_the_sizes(tmp_path):
     write_idx(tmp_path / "a.idx", array)
     plain = (tmp_path / "a.idx").read_bytes()
     (tmp_path / "cut.idx").write_bytes(plain[:-100])
-    with pytest.raises(ValueError, match=r"cut\.idx is truncated or corrupt: IDX header says shape \(2, 28, 28\) \(1568 bytes\), file has 1468"):
+    with pytest.raises(
+        ValueError, match=r"cut\.idx is truncated or corrupt: IDX header says shape \(2, 28, 28\) \(1568 bytes\), file has 1468"
+    ):
         read_idx(tmp_path / "cut.idx")
     (tmp_path / "header.idx").write_bytes(plain[:9])
     with pytest.raises(ValueError, match=r"header\.idx is truncated or corrupt: .*3 dims needs 16 bytes, file has 9"):

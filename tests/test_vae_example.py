@@ -35,7 +35,9 @@ def test_quick_run_on_embedded_digits(tmp_path):
 
 
 def test_quick_run_on_binarized_mnist(tmp_path, shared_data):
-    _, metrics = run_example(tmp_path, "--quick", "--dataset", "binarized_mnist", "--data-dir", str(shared_data), "--epochs", "1", "--z-dim", "8")
+    _, metrics = run_example(
+        tmp_path, "--quick", "--dataset", "binarized_mnist", "--data-dir", str(shared_data), "--epochs", "1", "--z-dim", "8"
+    )
     assert metrics["dataset"] == "binarized_mnist" and metrics["train_examples"] == 50000
     assert 0 < -metrics["test_log_likelihood"] < 250  # one epoch of a VAE is far below a uniform model's 543 nats
 

@@ -108,7 +108,7 @@ def _download_mnist(root: Path) -> None:
     try:  # torchvision's CUDA wheel raises RuntimeError (not ImportError) with a CPU torch
         from torchvision.datasets import MNIST
     except Exception as e:  # noqa: BLE001
-        raise MissingDataError(f"download=True needs a working torchvision ({type(e).__name__}: {e}). {_MNIST_HOW}")
+        raise MissingDataError(f"download=True needs a working torchvision ({type(e).__name__}: {e}). {_MNIST_HOW}") from e
     MNIST(str(root), download=True)  # writes root/MNIST/raw/*.gz
 
 

@@ -91,7 +91,7 @@ class CTC(TorchDistribution):
         )
 
     @torch.no_grad()
-    def sample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> torch.Tensor:  # noqa: B008 (Pyro's own form)
         """Strings ``B(z)`` for alignments ``z ~ prod_t p(z_t | x)``; shape sample_shape + (N, T), -1 padded."""
         shape = torch.Size(sample_shape)
         t_max, n, _ = self.log_probs.shape

@@ -68,7 +68,8 @@ class ColumnCTC(LatentVariableModel):
         self.blank, self.method = blank, method
         layers, width = [], height
         for kernel, dilation in ((3, 1), (5, 1), (5, 2), (5, 4)):  # batch norm: CTC leaves the all-blank plateau early
-            layers += [nn.Conv1d(width, hidden, kernel, padding=dilation * (kernel // 2), dilation=dilation), nn.BatchNorm1d(hidden), nn.ReLU()]
+            conv = nn.Conv1d(width, hidden, kernel, padding=dilation * (kernel // 2), dilation=dilation)
+            layers += [conv, nn.BatchNorm1d(hidden), nn.ReLU()]
             width = hidden
         self.columns = nn.Sequential(*layers, nn.Conv1d(hidden, self.num_classes, 1))
 

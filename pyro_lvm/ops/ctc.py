@@ -113,8 +113,14 @@ def _log_probs_problems(log_probs, input_lengths, blank: int, normalized: bool) 
                 (input_lengths < 1) | (input_lengths > t_max),
                 lambda i: f"input_lengths[{i}] = {int(input_lengths[i])} is out of range: expected 1 <= input length <= T = {t_max}",
             ),
-            _Problem(torch.isnan(log_probs) & frames, lambda t, i, _: f"log_probs contains NaN: sequence {i}, frame {t} {finite_or_neginf}"),
-            _Problem(torch.isposinf(log_probs) & frames, lambda t, i, _: f"log_probs contains +inf: sequence {i}, frame {t} {finite_or_neginf}"),
+            _Problem(
+                torch.isnan(log_probs) & frames,
+                lambda t, i, _: f"log_probs contains NaN: sequence {i}, frame {t} {finite_or_neginf}",
+            ),
+            _Problem(
+                torch.isposinf(log_probs) & frames,
+                lambda t, i, _: f"log_probs contains +inf: sequence {i}, frame {t} {finite_or_neginf}",
+            ),
         ]
         if normalized:
             norm = log_probs.exp().sum(-1)  # (T, N)
@@ -141,7 +147,9 @@ def _check(log_probs, targets, input_lengths, target_lengths, blank: int) -> _In
     n, c = log_probs.shape[1:]
     targets = torch.as_tensor(targets, device=log_probs.device)
     if targets.is_floating_point() or targets.dtype == torch.bool or targets.dim() != 2 or targets.size(0) != n:
-        raise ValueError(f"targets must be an integer tensor of shape (N, S) with N = {n}, got shape {tuple(targets.shape)} dtype {targets.dtype}")
+        raise ValueError(
+            f"targets must be an integer tensor of shape (N, S) with N = {n}, got shape {tuple(targets.shape)} dtype {targets.dtype}"
+        )
     targets = targets.long()
     target_lengths = _as_lengths(target_lengths, "target_lengths", n, log_probs.device)
     s_max = targets.size(1)
@@ -152,8 +160,14 @@ def _check(log_probs, targets, input_lengths, target_lengths, blank: int) -> _In
             lambda i: f"target_lengths[{i}] = {int(target_lengths[i])} is out of range: "
             f"expected 0 <= target length <= S = {s_max} (the width of targets)",
         ),
-        _Problem(inside & ((targets < 0) | (targets >= c)), lambda i, j: f"targets[{i}, {j}] = {int(targets[i, j])} is outside the classes [0, C) = [0, {c}) (sequence {i})"),
-        _Problem(inside & (targets == blank), lambda i, j: f"targets[{i}, {j}] = {int(targets[i, j])} is the blank ({blank}); targets hold labels only (sequence {i})"),
+        _Problem(
+            inside & ((targets < 0) | (targets >= c)),
+            lambda i, j: f"targets[{i}, {j}] = {int(targets[i, j])} is outside the classes [0, C) = [0, {c}) (sequence {i})",
+        ),
+        _Problem(
+            inside & (targets == blank),
+            lambda i, j: f"targets[{i}, {j}] = {int(targets[i, j])} is the blank ({blank}); targets hold labels only (sequence {i})",
+        ),
     ]
     _report(problems)
     return _Inputs(log_probs, targets, input_lengths, target_lengths)
@@ -275,7 +289,11 @@ def ctc_log_likelihood(
 
 
 def ctc_viterbi(
-    log_probs: torch.Tensor, targets: torch.Tensor, input_lengths: torch.Tensor | Sequence[int], target_lengths: torch.Tensor | Sequence[int], blank: int = 0
+    log_probs: torch.Tensor,
+    targets: torch.Tensor,
+    input_lengths: torch.Tensor | Sequence[int],
+    target_lengths: torch.Tensor | Sequence[int],
+    blank: int = 0,
 ) -> torch.Tensor:
     """The most probable alignment of each target, ``argmax_{z: B(z) = y} p(z | x)``.
 
@@ -320,7 +338,11 @@ def ctc_sample_alignments(
 
 
 def ctc_posterior_marginals(
-    log_probs: torch.Tensor, targets: torch.Tensor, input_lengths: torch.Tensor | Sequence[int], target_lengths: torch.Tensor | Sequence[int], blank: int = 0
+    log_probs: torch.Tensor,
+    targets: torch.Tensor,
+    input_lengths: torch.Tensor | Sequence[int],
+    target_lengths: torch.Tensor | Sequence[int],
+    blank: int = 0,
 ) -> torch.Tensor:
     """Per-frame posterior over labels, ``p(z_t = c | y, x)``.
 
@@ -335,7 +357,11 @@ def ctc_posterior_marginals(
 
 
 def ctc_viterbi_log_likelihood(
-    log_probs: torch.Tensor, targets: torch.Tensor, input_lengths: torch.Tensor | Sequence[int], target_lengths: torch.Tensor | Sequence[int], blank: int = 0
+    log_probs: torch.Tensor,
+    targets: torch.Tensor,
+    input_lengths: torch.Tensor | Sequence[int],
+    target_lengths: torch.Tensor | Sequence[int],
+    blank: int = 0,
 ) -> torch.Tensor:
     """``log p(z* | x)`` for the Viterbi alignment ``z*`` of each target (held fixed): the
     objective that Viterbi training (hard EM) maximizes, differentiable in ``log_probs``.

@@ -44,7 +44,9 @@ def _hmm_chain(initial_logits, transition_logits, observation_dist, value, lengt
     if initial_logits.shape not in ((k,), (n, k)):
         raise ValueError(f"initial_logits must have shape (K,) or (N, K) = ({n}, K), got {tuple(initial_logits.shape)}")
     if transition_logits.dim() not in (2, 3, 4) or transition_logits.shape[-2:] != (k, k):
-        raise ValueError(f"transition_logits must have shape (K, K), (T, K, K) or (N, T, K, K) with K = {k}, got {tuple(transition_logits.shape)}")
+        raise ValueError(
+            f"transition_logits must have shape (K, K), (T, K, K) or (N, T, K, K) with K = {k}, got {tuple(transition_logits.shape)}"
+        )
     if transition_logits.dim() >= 3 and transition_logits.size(-3) not in (1, t_max):
         raise ValueError(f"transition_logits has {transition_logits.size(-3)} steps; value has T = {t_max}")
     emissions = observation_dist.log_prob(value.unsqueeze(-1 - event_dim))
