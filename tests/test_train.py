@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from pyro_lvm.data import dynamic_binarize, load_digits
 from pyro_lvm.guides import AmortizedNormal
-from pyro_lvm.infer import TrainingDiverged, linear_warmup, load_weights, scale_latents, train
+from pyro_lvm.infer import TrainingDiverged, apply_to_first, linear_warmup, load_weights, scale_latents, train
 from pyro_lvm.infer import checkpoint as checkpoint_module
 from pyro_lvm.models import DeepLatentGaussian
 
@@ -34,8 +34,8 @@ def run(epochs, ckpt, resume=False, seed=0):
     pyro.set_rng_seed(123) if not resume else None
     history = train(
         model.model, guide, digits(), epochs=epochs, batch_size=64, optimizer=optimizer,
-        batch_transform=dynamic_binarize, val_data=dynamic_binarize(digits(50), torch.Generator().manual_seed(7)), checkpoint=ckpt,
-        resume=resume, progress=False,
+        batch_transform=apply_to_first(dynamic_binarize), val_data=dynamic_binarize(digits(50), torch.Generator().manual_seed(7)),
+        checkpoint=ckpt, resume=resume, progress=False,
     )
     return model, guide, history
 
@@ -69,7 +69,7 @@ def test_load_weights_starts_a_new_run_from_a_checkpoint(tmp_path):
     assert pretrained.step_loss == trained_history.step_loss
     # a new objective, optimizer and schedule from those weights: the first step's loss is the pretrained level
     history = train(model.model, guide, digits(), loss=pyro.infer.RenyiELBO(alpha=0.0, num_particles=2), epochs=1,
-                    batch_size=64, lr=1e-3, batch_transform=dynamic_binarize, progress=False)
+                    batch_size=64, lr=1e-3, batch_transform=apply_to_first(dynamic_binarize), progress=False)
     assert len(history.epochs) == 1 and history.epochs[0]["lr"] == 1e-3
     assert history.step_loss[0] < trained_history.step_loss[0] - 5.0
 

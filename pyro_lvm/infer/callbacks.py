@@ -13,7 +13,8 @@ A callback is any object with some of these methods, each called with the run's 
   checkpoint and later callbacks see;
 - ``on_train_end(state)``: once per call, after the last epoch (not when training fails).
 
-Callbacks run in the order of the list. Return values are ignored: a callback stops training with
+Callbacks run in the order of the list. A callback that draws random numbers (e.g. traces a guide)
+changes the rest of the run unless it draws inside ``torch.random.fork_rng()``. Return values are ignored: a callback stops training with
 :meth:`TrainState.request_stop`, and :attr:`History.stop_reason <pyro_lvm.infer.train.History>`
 records why. A callback that holds state (:class:`EarlyStopping`'s best value and counter) has
 ``state_dict()`` and ``load_state_dict(state)``; that state is written into each checkpoint, so

@@ -2,13 +2,16 @@
 
 ``train(model, guide, data, loss=..., ...)`` runs Pyro SVI steps over minibatches,
 with any Pyro ELBO (or :class:`~pyro_lvm.infer.HardEM`), a learning-rate schedule,
-KL annealing, periodic validation, a tqdm progress bar, atomic checkpoints that
-``resume`` continues exactly, and a stop with a clear error when the loss diverges.
+KL annealing, periodic validation, callbacks at the end of each step and epoch
+(:mod:`pyro_lvm.infer.callbacks`: early stopping, logging), a tqdm progress bar,
+atomic checkpoints that ``resume`` continues exactly, and a stop with a clear error
+when the loss diverges.
 
 The model and guide are called as ``model(*batch, **model_kwargs)``, where ``batch``
 is a tuple of tensors: the rows of ``data`` (a tensor or a tuple of equally long
 tensors, shuffled each epoch) or the items of any iterable of batches such as a
-``torch.utils.data.DataLoader``.
+``torch.utils.data.DataLoader``; with ``example_ids=True`` also ``index=``, the
+batch's row numbers in ``data``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from tqdm.auto import tqdm
 
 from pyro_lvm.guides.check import check_guide_sites
 from pyro_lvm.infer.annealing import scale_latents
+from pyro_lvm.infer.callbacks import HOOKS, TrainState
 from pyro_lvm.infer.checkpoint import (
     atomic_save,
     capture_rng_state,
@@ -46,9 +50,12 @@ from pyro_lvm.infer.checkpoint import (
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ["train", "load_weights", "History", "TrainingDiverged", "ParamSnapshot", "svi_step", "as_batch_source"]
+__all__ = ["train", "load_weights", "apply_to_first", "History", "TrainingDiverged", "ParamSnapshot", "svi_step", "as_batch_source"]
 
 _WEIGHT_KEYS = ("modules", "param_store", "history")
+_TRANSFORM_CONTRACT = (
+    "receives the batch, a tuple of tensors, and must return a tuple; for a function of the first tensor pass apply_to_first(fn)"
+)
 _RUN_KEYS = _WEIGHT_KEYS + ("optimizer", "rng", "step", "epoch")
 
 
@@ -103,11 +110,15 @@ class History:
 
     :ivar step_loss: training loss per example (negative ELBO, nats) at every step.
     :ivar epochs: one record per epoch: ``epoch``, ``step``, ``train_loss`` (mean per example),
-        ``val_loss`` (mean per example, or None), ``lr``, ``beta``, ``seconds`` (wall clock of the epoch).
+        ``val_loss`` (mean per example, or None), ``lr``, ``beta``, ``seconds`` (wall clock of the epoch),
+        and what callbacks added.
+    :ivar stop_reason: why a callback stopped the run early (e.g. :class:`~pyro_lvm.infer.EarlyStopping`'s
+        message), or None when it ran the epochs or steps asked for.
     """
 
     step_loss: list[float] = field(default_factory=list)
     epochs: list[dict] = field(default_factory=list)
+    stop_reason: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -228,6 +239,53 @@ def as_batch_source(
             raise ValueError(f"{name} has no batches (len({name}) == 0); expected at least one batch")
         return _MovedBatches(data, device, name)
     raise TypeError(f"{name} must be a tensor, a tuple of tensors or an iterable of batches, got {type(data).__name__}")
+
+
+def apply_to_first(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[tuple], tuple]:
+    """A ``batch_transform`` for :func:`train` that applies ``fn`` to the batch's first tensor and
+    keeps the others, e.g. ``apply_to_first(dynamic_binarize)`` for images with labels or ids."""
+
+    def transform(batch: tuple) -> tuple:
+        return (fn(batch[0]), *batch[1:])
+
+    return transform
+
+
+def _check_callbacks(callbacks: Sequence) -> list:
+    if not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks must be a list of callbacks, got {type(callbacks).__name__}")
+    for i, cb in enumerate(callbacks):
+        if not any(callable(getattr(cb, hook, None)) for hook in HOOKS):
+            raise TypeError(
+                f"callbacks[{i}] ({type(cb).__name__}) has none of the methods {', '.join(HOOKS)}; "
+                "wrap a function in pyro_lvm.infer.LambdaCallback(on_epoch_end=fn)"
+            )
+    return list(callbacks)
+
+
+def _run_callbacks(callbacks: list, hook: str, state: TrainState) -> None:
+    for cb in callbacks:
+        method = getattr(cb, hook, None)
+        if method is not None:
+            method(state)
+
+
+def _callback_states(callbacks: list) -> dict:
+    """The state of every callback that holds one, keyed by its position and class."""
+    return {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(callbacks) if hasattr(cb, "state_dict")}
+
+
+def _restore_callbacks(saved: dict, callbacks: list, checkpoint) -> None:
+    """Put the checkpoint's callback states back; refuse another list of callbacks with state."""
+    if set(saved) != set(_callback_states(callbacks)):
+        raise ValueError(
+            f"checkpoint {os.fspath(checkpoint)!r} holds the state of the callbacks {sorted(saved)}, but this run's "
+            f"callbacks with state are {sorted(_callback_states(callbacks))} (position:class): resume with the same callbacks"
+        )
+    for i, cb in enumerate(callbacks):
+        key = f"{i}:{type(cb).__name__}"
+        if key in saved:
+            cb.load_state_dict(saved[key])
 
 
 def _modules_of(*fns) -> list[torch.nn.Module]:
@@ -474,7 +532,7 @@ def train(
     shuffle: bool = True,
     device: str | torch.device | None = None,
     beta: float | Callable[[int], float] = 1.0,
-    batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    batch_transform: Callable[[tuple], tuple] | None = None,
     val_data: torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray] | Iterable | None = None,
     val_every: int = 1,
     checkpoint: str | os.PathLike | None = None,
@@ -482,6 +540,8 @@ def train(
     resume: bool = False,
     progress: bool = True,
     model_kwargs: dict | None = None,
+    callbacks: Sequence = (),
+    example_ids: bool | str = False,
 ) -> History:
     """Train ``model`` and ``guide`` by stochastic variational inference.
 
@@ -504,24 +564,45 @@ def train(
         device of the model's parameters, else CPU.
     :param beta: KL weight: a number or a function of the step, e.g.
         :func:`~pyro_lvm.infer.linear_warmup`; applied by scaling every latent site in model and guide.
-    :param batch_transform: applied to the first tensor of each training batch
-        (e.g. :func:`~pyro_lvm.data.dynamic_binarize`).
+    :param batch_transform: a function of the whole training batch, the tuple of its tensors
+        (one per tensor of ``data``, the ids of ``example_ids`` not included), that returns the
+        tuple the model and guide are called with, e.g. ``lambda b: tuple(map(dynamic_binarize, b))``
+        or ``apply_to_first(dynamic_binarize)`` (:func:`apply_to_first`); up to 0.2.0 it received
+        the first tensor only.
     :param val_data: held-out data in the same form as ``data``; its mean loss per example is
-        recorded every ``val_every`` epochs (the ``batch_transform`` is not applied).
+        recorded every ``val_every`` epochs (the ``batch_transform`` is not applied, and no ids are passed).
     :param checkpoint: file to write atomically every ``checkpoint_every`` epochs and at the end.
     :param resume: continue from ``checkpoint`` if it exists (same trajectory as an uninterrupted run).
     :param progress: show a tqdm progress bar.
+    :param model_kwargs: keyword arguments of every model and guide call.
+    :param callbacks: objects whose ``on_train_start``, ``on_step_end``, ``on_epoch_end`` and
+        ``on_train_end`` methods (those they have) are called with a
+        :class:`~pyro_lvm.infer.callbacks.TrainState`, in the order of the list: logging, a
+        classifier's accuracy, plots, :class:`~pyro_lvm.infer.EarlyStopping` (see
+        :mod:`pyro_lvm.infer.callbacks`). One ``train`` call of many epochs with callbacks trains
+        exactly as without them, with one optimizer state throughout; calling ``train`` once per
+        epoch instead starts a fresh optimizer (e.g. Adam's moments) each time. A callback stops
+        the run with ``state.request_stop(reason)`` (``History.stop_reason``). The state of
+        callbacks that have ``state_dict`` is saved in checkpoints; ``resume`` needs the same
+        callbacks, and a run a callback stopped stays stopped.
+    :param example_ids: pass each training batch's row numbers in ``data`` (int64, shape (N,)) to
+        the model and guide by keyword: ``index=`` when True, or the keyword named by a string;
+        e.g. for a :class:`~pyro_lvm.guides.LocalGuide` (one row of parameters per example).
+        ``data`` must be tensors (a DataLoader's rows have no known numbers: put the ids in its
+        batches instead).
     :returns: the :class:`History` (also in the checkpoint).
     :raises TrainingDiverged: when a step's loss is NaN or infinite, or, after finite steps, Pyro's
         validation finds a distribution parameter NaN or outside its support; the parameters are
         put back to their last finite values (see :class:`TrainingDiverged`).
     :raises TypeError: when ``data`` is an iterator (read once, but every epoch reads the data),
-        or a step fails on data whose dtype differs from the parameters' (e.g. float64 or int64
-        data, float32 parameters).
+        a step fails on data whose dtype differs from the parameters' (e.g. float64 or int64
+        data, float32 parameters), a callback has none of the hooks, or ``batch_transform``
+        returns something other than a tuple.
     :raises ValueError: for empty ``data`` or ``val_data``, a ``checkpoint`` that cannot be
         written (checked before the first step) or read, and a resume with another kind of
-        optimizer or another ``batch_size``, ``shuffle`` or number of batches per epoch than the
-        checkpoint's run.
+        optimizer or another ``batch_size``, ``shuffle``, number of batches per epoch or list of
+        callbacks with state than the checkpoint's run; ``example_ids`` with data other than
+        tensors, or whose keyword is also in ``model_kwargs``.
 
     Param store entries named like a parameter of the model's or guide's PyroModules but bound
     to another tensor (left by another module of the same class, trained earlier in this process
@@ -537,9 +618,15 @@ def train(
         raise ValueError("resume=True needs a checkpoint path")
     if checkpoint is not None:
         check_writable(checkpoint)
+    callbacks = _check_callbacks(callbacks)
+    ids_keyword = "index" if example_ids is True else example_ids or None
+    if ids_keyword is not None and not isinstance(ids_keyword, str):
+        raise TypeError(f"example_ids must be a bool or a keyword name (str), got {example_ids!r}")
     loss = pyro.infer.Trace_ELBO() if loss is None else loss
     optimizer = pyro.optim.Adam({"lr": lr}) if optimizer is None else optimizer
     model_kwargs = model_kwargs or {}
+    if ids_keyword in model_kwargs:
+        raise ValueError(f"example_ids passes the ids as {ids_keyword!r}, which model_kwargs also has; name another keyword")
     modules = _modules_of(model, guide)
     if device is None:
         params = [p for m in modules for p in m.parameters()]
@@ -549,6 +636,14 @@ def train(
         m.to(device)
 
     batches = as_batch_source(data, batch_size, shuffle, device)
+    if ids_keyword is not None:
+        if not isinstance(batches, _TensorBatches):
+            raise ValueError(
+                f"example_ids needs data as a tensor or a tuple of tensors, whose rows are numbered; got "
+                f"{type(data).__name__}: put the ids in its batches and read them in the model"
+            )
+        ids = torch.arange(batches.n, device=device)
+        batches = _TensorBatches((*batches.tensors, ids), batch_size, shuffle)  # the ids ride along as the last tensor
     val_batches = None if val_data is None else as_batch_source(val_data, batch_size, False, device, "val_data")
     n_batches = len(batches)
     data_order = {"batches_per_epoch": n_batches}  # with the batch size and shuffle that made it, recorded in checkpoints
@@ -567,6 +662,7 @@ def train(
         else:
             optimizer.set_state(state["optimizer"])
         restore_rng_state(state["rng"])
+        _restore_callbacks(state.get("callbacks", {}), callbacks, checkpoint)
         history = History(**state["history"])
         step, start_epoch = state["step"], state["epoch"]
 
@@ -581,6 +677,7 @@ def train(
                 "step": step,
                 "epoch": epoch + 1,
                 "data_order": data_order,
+                "callbacks": _callback_states(callbacks),
             },
             checkpoint,
         )
@@ -588,23 +685,37 @@ def train(
     _drop_stale_store_entries(modules)
     snapshot = ParamSnapshot()
     scaled = (1.0, model, guide)  # (beta, model, guide) as last scaled
+    cb_state = TrainState(model, guide, modules, optimizer, history, step, start_epoch, total_steps, total_epochs,
+                          validation=val_batches is not None, stop_reason=history.stop_reason)  # a stopped run stays stopped
+    _run_callbacks(callbacks, "on_train_start", cb_state)
     bar = tqdm(total=total_steps, initial=step, disable=not progress, desc="train", unit="step", dynamic_ncols=True)
     try:
         for epoch in range(start_epoch, total_epochs):
-            if step >= total_steps:
+            if step >= total_steps or cb_state.stop_reason is not None:
                 break
+            cb_state.epoch = epoch
             t0, epoch_total, epoch_count = time.perf_counter(), 0.0, 0
             for batch in batches:
+                step_kwargs = model_kwargs
+                if ids_keyword is not None:
+                    batch, step_kwargs = batch[:-1], {**model_kwargs, ids_keyword: batch[-1]}
                 if batch_transform is not None:
-                    batch = (batch_transform(batch[0]),) + tuple(batch[1:])
+                    try:
+                        batch = batch_transform(batch)
+                    except (AttributeError, TypeError) as e:  # e.g. a function of one tensor, as up to 0.2.0
+                        e.add_note(f"batch_transform {_TRANSFORM_CONTRACT}")
+                        raise
+                    if not isinstance(batch, (tuple, list)):
+                        raise TypeError(f"batch_transform returned a {type(batch).__name__}, but it {_TRANSFORM_CONTRACT}")
+                    batch = tuple(batch)
                 b = beta(step) if callable(beta) else beta
                 if scaled[0] != b:  # same callables while beta stays put (a compiled ELBO keys its trace on them)
                     scaled = (b, model, guide) if b == 1.0 else (b, scale_latents(b)(model), scale_latents(b)(guide))
                 m, g = scaled[1:]
                 try:
                     if not history.step_loss:  # a guide for the wrong sites fails here, naming the model's sites
-                        check_guide_sites(m, g, *batch, **model_kwargs)
-                    value = svi_step(m, g, loss, optimizer, batch, model_kwargs, snapshot)
+                        check_guide_sites(m, g, *batch, **step_kwargs)
+                    value = svi_step(m, g, loss, optimizer, batch, step_kwargs, snapshot)
                 except FloatingPointError as e:
                     raise _diverged(f"loss became {e.args[0]}", step, epoch, history, snapshot) from None
                 except ValueError as e:
@@ -626,7 +737,9 @@ def train(
                 bar.update(1)
                 if step % 10 == 0 or step == total_steps:
                     bar.set_postfix(epoch=epoch, loss=f"{value / n:.4g}")
-                if step >= total_steps:
+                cb_state.step, cb_state.loss, cb_state.batch = step, value / n, batch
+                _run_callbacks(callbacks, "on_step_end", cb_state)
+                if step >= total_steps or cb_state.stop_reason is not None:
                     break
             if isinstance(optimizer, pyro.optim.PyroLRScheduler):
                 optimizer.step()
@@ -643,8 +756,11 @@ def train(
                 record["val_loss"] = _validation_loss(model, guide, loss, val_batches, model_kwargs)
                 bar.set_postfix(epoch=epoch, loss=f"{record['train_loss']:.4g}", val=f"{record['val_loss']:.4g}")
             history.epochs.append(record)
-            if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or step >= total_steps):
+            _run_callbacks(callbacks, "on_epoch_end", cb_state)
+            history.stop_reason = cb_state.stop_reason
+            if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or step >= total_steps or history.stop_reason):
                 save()
+        _run_callbacks(callbacks, "on_train_end", cb_state)
     finally:
         bar.close()
     return history
