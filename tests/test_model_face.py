@@ -77,7 +77,8 @@ def _hierarchical_dlgm_case():
 def _conv_dlgm_case():
     from test_hierarchical_conv import ConvGuide
 
-    return pyro_lvm.models.ConvDeepLatentGaussian(8, 3, (8, 4)), (torch.bernoulli(torch.full((4, 64), 0.3)),), (), {"guide": ConvGuide(8, 3)}
+    data = (torch.bernoulli(torch.full((4, 64), 0.3)),)
+    return pyro_lvm.models.ConvDeepLatentGaussian(8, 3, (8, 4)), data, (), {"guide": ConvGuide(8, 3)}
 
 
 def _cases():
