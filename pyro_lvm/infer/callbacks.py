@@ -28,7 +28,7 @@ import csv
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyro
@@ -74,7 +74,7 @@ class TrainState:
     validation: bool
     loss: float | None = None
     batch: tuple | None = None
-    stop_reason: str | None = field(default=None)
+    stop_reason: str | None = None
 
     @property
     def record(self) -> dict:

@@ -761,6 +761,7 @@ def train(
             if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or step >= total_steps or history.stop_reason):
                 save()
         _run_callbacks(callbacks, "on_train_end", cb_state)
+        history.stop_reason = cb_state.stop_reason
     finally:
         bar.close()
     return history
