@@ -12,7 +12,7 @@ __all__ = ["dynamic_binarize"]
 def dynamic_binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw binary pixels with probabilities ``x`` (the protocol of Burda et al., 2015).
 
-    Used as the training loop's ``batch_transform``, every image is redrawn once per
+    Used as the training loop's ``batch_transform=apply_to_first(dynamic_binarize)``, every image is redrawn once per
     epoch, since each appears once per epoch.
 
     :param x: grey levels in [0, 1], any shape.
