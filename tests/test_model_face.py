@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from linear_gaussian import LinearGaussian  # noqa: E402
 
 QUESTIONS = ("posterior", "map_latents", "sample", "log_likelihood")
+WITHOUT_LATENTS = {"ColorRegressor", "SoftAttentionInflector"}  # families with no latent variables
 
 
 def _colour_batch(n=3, h=2, w=3, seed=0, dtype=torch.float64):
@@ -81,6 +82,13 @@ def _conv_dlgm_case():
     return pyro_lvm.models.ConvDeepLatentGaussian(8, 3, (8, 4)), data, (), {"guide": ConvGuide(8, 3)}
 
 
+def _attention_case(cls):
+    """Three words of 2-4 source symbols and 1-3 output steps for an attention story."""
+    src, src_len = torch.tensor([[2, 3, 4, 5], [3, 2, 0, 0], [4, 4, 2, 0]]), torch.tensor([4, 2, 3])
+    tgt, tgt_len = torch.tensor([[2, 3, 0], [0, 0, 0], [3, 0, 0]]), torch.tensor([3, 1, 2])
+    return cls(6, 4, embed=4, hidden=5, max_output_length=5), (src, src_len, tgt, tgt_len), (src, src_len), {}
+
+
 def _cases():
     """name -> (model, story data, inputs of a conditional story, keyword arguments of the questions)."""
     images, widths, targets, lengths = _ctc_batch()
@@ -92,6 +100,9 @@ def _cases():
         "LatentSegmentationColorizer": lambda: (LatentSegmentationColorizer(3, hidden=4, num_layers=1), (x, y), (x,), {}),
         "ColorRegressor": lambda: (ColorRegressor(hidden=4, num_layers=1), (x, y), (x,), {}),
         "ColumnCTC": lambda: (_ctc_model(), (images, widths, targets, lengths), (images, widths), {}),
+        "HardAttentionInflector": lambda: _attention_case(pyro_lvm.models.HardAttentionInflector),
+        "MonotonicAttentionInflector": lambda: _attention_case(pyro_lvm.models.MonotonicAttentionInflector),
+        "SoftAttentionInflector": lambda: _attention_case(pyro_lvm.models.SoftAttentionInflector),
     }
     if issubclass(getattr(pyro_lvm.models, "GaussianMixtureModel", object), LatentVariableModel):
         cases["GaussianMixtureModel"] = _gmm_case
@@ -116,7 +127,7 @@ def test_the_face(name):
     assert isinstance(cls.max_plate_nesting, int) and cls.max_plate_nesting >= 1
     assert isinstance(cls.latent_sites, tuple) and all(isinstance(s, str) for s in cls.latent_sites)
     assert isinstance(model.latent_size, int) and model.latent_size >= 0
-    assert (model.latent_size == 0) == (name == "ColorRegressor")
+    assert (model.latent_size == 0) == (name in WITHOUT_LATENTS)
     # the story, run through the module: its latent sites are latent_sites, its plates fit max_plate_nesting
     guide = kwargs.get("guide", model.guide)
     guide_trace = poutine.trace(guide).get_trace(*data)
@@ -142,7 +153,7 @@ def test_the_face(name):
             answered[question] = call()
         except NotAnswerable as error:
             assert type(model).__name__ in str(error) and question in str(error)
-    assert set(answered) == set(QUESTIONS) - ({"posterior", "map_latents"} if name == "ColorRegressor" else set())
+    assert set(answered) == set(QUESTIONS) - ({"posterior", "map_latents"} if name in WITHOUT_LATENTS else set())
     n = len(data[0])
     assert isinstance(answered["log_likelihood"], torch.Tensor) and answered["log_likelihood"].shape == (n,)
     assert torch.isfinite(answered["log_likelihood"]).all()
@@ -151,7 +162,7 @@ def test_the_face(name):
         assert answered["posterior"].batch_shape[0] == n and answered["map_latents"].shape[0] == n
     drawn = answered["sample"]
     assert drawn.shape[0] == 2
-    if name != "ColorRegressor":
+    if name not in WITHOUT_LATENTS:
         drawn, latents = model.sample(2, *inputs, return_latents=True)
         assert drawn.shape[0] == 2 and latents.shape[0] == 2
 

@@ -1,5 +1,6 @@
 """Generative stories, one per file."""
 
+from pyro_lvm.models.attention import HardAttentionInflector, MonotonicAttentionInflector, SoftAttentionInflector, VariationalAttentionGuide
 from pyro_lvm.models.colorization import ColorRegressor, LatentSegmentationColorizer
 from pyro_lvm.models.conv_dlgm import ConvDeepLatentGaussian
 from pyro_lvm.models.ctc_alignment import ctc_alignment_model
@@ -9,6 +10,10 @@ from pyro_lvm.models.gmm import GaussianMixtureModel
 from pyro_lvm.models.hierarchical_dlgm import HierarchicalDeepLatentGaussian
 
 __all__ = [
+    "HardAttentionInflector",
+    "MonotonicAttentionInflector",
+    "SoftAttentionInflector",
+    "VariationalAttentionGuide",
     "ColorRegressor",
     "ColumnCTC",
     "ConvDeepLatentGaussian",
