@@ -3,7 +3,8 @@
 One call, :func:`evaluate_latent_gaussian`, gives the test ELBO (the hard ELBO for a point
 guide, labelled as not a bound), the importance-weighted test log-likelihood with its standard
 error and bits per dimension, the amortization gap of an encoder family, and the active units
-and directions of the posterior means. Its record (:meth:`LatentGaussianEvaluation.to_dict`)
+and directions of the posterior means (per latent layer for a story with several latent sites,
+such as :class:`~pyro_lvm.models.HierarchicalDeepLatentGaussian`). Its record (:meth:`LatentGaussianEvaluation.to_dict`)
 is the evaluation part of ``examples/vae.py``'s ``metrics.json``.
 
 The pieces, in order: the guide for the test examples (:func:`guide_for_examples`: new rows
@@ -15,10 +16,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import pyro
 import torch
+from pyro import poutine
 
 from pyro_lvm.evaluation.chunked import chunked_log_likelihood
 from pyro_lvm.evaluation.new_examples import guide_for_examples
@@ -33,7 +36,7 @@ from pyro_lvm.infer import (
     posterior_means,
 )
 
-__all__ = ["LatentGaussianEvaluation", "evaluate_latent_gaussian"]
+__all__ = ["LatentGaussianEvaluation", "evaluate_latent_gaussian", "layer_means"]
 
 
 @dataclass
@@ -55,10 +58,11 @@ class LatentGaussianEvaluation:
     gap_encoder_elbo: float | None  #: the encoder's mean ELBO on the gap's examples
     gap_optimized_elbo: float | None  #: the optimized mean ELBO on them
     gap_examples: int | None  #: the first this many test examples measure the gap
-    active_units: int  #: latent axes whose posterior mean varies over examples (variance > 0.01)
-    latent_mean_variances: torch.Tensor  #: (latent_dim,) those variances
-    active_directions: int  #: the same count along principal directions
-    latent_mean_principal_variances: torch.Tensor  #: (latent_dim,) eigenvalues, largest first
+    active_units: int  #: latent axes whose posterior mean varies over examples (variance > 0.01), all layers
+    latent_mean_variances: torch.Tensor  #: (latent_dim,) those variances (layers concatenated in site order)
+    active_directions: int  #: the same count along principal directions (summed over layers)
+    latent_mean_principal_variances: torch.Tensor  #: (latent_dim,) eigenvalues, largest first (per layer, concatenated)
+    active_units_per_layer: dict  #: latent site -> its active units (one entry for a one-layer story; not in the record)
     bits_per_dim: float  #: -test_log_likelihood / (D log 2)
     eval_seconds: float  #: wall clock of the whole evaluation
     guide: Callable = field(repr=False)  #: the guide that covers the test examples (new rows for a local guide)
@@ -91,6 +95,7 @@ def evaluate_latent_gaussian(
     proposal_examples: int = 100,
     chunk_examples: int = 500,
     max_weights: int = 20000,
+    latent_sites: Sequence[str] | None = None,
 ) -> LatentGaussianEvaluation:
     """Evaluate ``model`` and ``guide`` on the test examples ``x``.
 
@@ -107,6 +112,8 @@ def evaluate_latent_gaussian(
     :param elbo_samples: samples per example of the test ELBO.
     :param gap_examples: the first this many examples measure the amortization gap (encoder
         families only), with ``gap_steps`` Adam steps per example.
+    :param latent_sites: the guide's latent sites whose active units are counted, layer by layer
+        (e.g. ``("z1", "z2")``); ``None``: the one site ``guide.site``.
     :returns: the :class:`LatentGaussianEvaluation`; its ``to_dict()`` is the record.
     """
     t0 = time.perf_counter()
@@ -118,9 +125,9 @@ def evaluate_latent_gaussian(
     gap = None
     if isinstance(guide, AmortizedGuide):  # a local guide has no encoder, hence no amortization gap
         gap = amortization_gap(model, guide, x[:gap_examples], steps=gap_steps)
-    means = posterior_means(eval_guide, x)
-    units, unit_variances = active_units(means)
-    directions, direction_variances = active_directions(means)
+    per_site = {guide.site: posterior_means(eval_guide, x)} if latent_sites is None else layer_means(eval_guide, x, latent_sites)
+    units = {site: active_units(m) for site, m in per_site.items()}
+    directions = {site: active_directions(m) for site, m in per_site.items()}
     eval_seconds = time.perf_counter() - t0
     return LatentGaussianEvaluation(
         test_examples=len(x),
@@ -135,13 +142,32 @@ def evaluate_latent_gaussian(
         gap_encoder_elbo=None if gap is None else gap["encoder_elbo"],
         gap_optimized_elbo=None if gap is None else gap["optimized_elbo"],
         gap_examples=None if gap is None else min(gap_examples, len(x)),
-        active_units=units,
-        latent_mean_variances=unit_variances,
-        active_directions=directions,
-        latent_mean_principal_variances=direction_variances,
+        active_units=sum(n for n, _ in units.values()),
+        latent_mean_variances=torch.cat([v for _, v in units.values()]),
+        active_directions=sum(n for n, _ in directions.values()),
+        latent_mean_principal_variances=torch.cat([v for _, v in directions.values()]),
+        active_units_per_layer={site: n for site, (n, _) in units.items()},
         bits_per_dim=bits_per_dim(ll.mean().item(), x.reshape(len(x), -1).shape[1]),
         eval_seconds=eval_seconds,
         guide=eval_guide,
         log_likelihood=ll,
         elbo=elbo,
     )
+
+
+@torch.no_grad()
+def layer_means(
+    guide: Callable, x: torch.Tensor, sites: Sequence[str], num_samples: int = 100, chunk_examples: int = 500
+) -> dict[str, torch.Tensor]:
+    """``E_q[z_site | x_n]`` for every site of ``sites``: site -> (N, the site's size).
+
+    The average of ``num_samples`` draws of the guide, vectorized in a particle plate left of its data
+    plate (dim -1), ``chunk_examples`` examples at a time. For a site read by a later one's encoder
+    (``q(z2 | z1)``), this is the mean of the marginal ``q(z2 | x) = E_{q(z1 | x)} q(z2 | z1)``.
+    """
+    chunks = []
+    for chunk in x.split(chunk_examples):
+        with poutine.block(), pyro.plate("_particles", num_samples, dim=-2):
+            trace = poutine.trace(guide).get_trace(chunk)
+        chunks.append([trace.nodes[site]["value"].mean(0) for site in sites])
+    return {site: torch.cat(means) for site, means in zip(sites, zip(*chunks))}
