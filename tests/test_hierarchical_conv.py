@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule
 from pyro.poutine.runtime import _PYRO_STACK
 
+from pyro_lvm.evaluation.latent_gaussian import evaluate_latent_gaussian, layer_means
 from pyro_lvm.guides.conv_encoder import ConvEncoder
 from pyro_lvm.infer import importance_log_likelihood, log_importance_weights
 from pyro_lvm.models import ConvDeepLatentGaussian, HierarchicalDeepLatentGaussian
@@ -149,3 +150,25 @@ def test_conv_model_log_weights_equal_the_particle_by_particle_computation():
     assert torch.allclose(log_w, by_particle, atol=1e-4)
     ll = importance_log_likelihood(model.model, ConvGuide(8, 3), x, num_samples=40, chunk_size=16)
     assert ll.shape == (5,) and torch.isfinite(ll).all()
+
+
+def test_the_evaluation_recipe_is_exact_under_the_exact_posterior_and_counts_units_per_layer():
+    model, A, b, S1, C, d, S2 = _linear_gaussian_hierarchy()
+    marginal = dist.MultivariateNormal(C @ b + d, C @ (A @ A.T + S1) @ C.T + S2)
+    x = marginal.sample((40,))
+    guide = _exact_guide(A, b, S1, C, d, S2)
+    result = evaluate_latent_gaussian(model.model, guide, x, num_samples=10, latent_sites=("z1", "z2"))
+    exact = marginal.log_prob(x).mean().item()
+    assert result.test_log_likelihood == pytest.approx(exact, abs=1e-8)
+    assert result.test_elbo == pytest.approx(exact, abs=1e-8)  # the exact posterior: the ELBO is log p(x), every draw
+    assert set(result.active_units_per_layer) == {"z1", "z2"}
+    assert result.active_units == sum(result.active_units_per_layer.values())
+    assert result.latent_mean_variances.shape == (3 + 2,)
+    # each layer's posterior mean: E[z1 | x], and E[z2 | x] = E[E[z2 | z1] | x] through the linear maps
+    means = layer_means(guide, x, ("z1", "z2"), num_samples=20000, chunk_examples=16)
+    P1 = A @ A.T + S1
+    cov1 = torch.linalg.inv(torch.linalg.inv(P1) + C.T @ torch.linalg.inv(S2) @ C)
+    mean1 = (torch.linalg.solve(P1, b) + (x - d) @ torch.linalg.inv(S2) @ C) @ cov1
+    cov2 = torch.linalg.inv(torch.eye(2, dtype=A.dtype) + A.T @ torch.linalg.inv(S1) @ A)
+    assert torch.allclose(means["z1"], mean1, atol=0.05)
+    assert torch.allclose(means["z2"], (mean1 - b) @ torch.linalg.inv(S1) @ A @ cov2, atol=0.05)
