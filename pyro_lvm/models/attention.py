@@ -127,7 +127,8 @@ class _Inflector(LatentVariableModel):
 
     @torch.no_grad()
     def sample(self, num_samples: int, src: torch.Tensor, src_len: torch.Tensor, return_latents: bool = False):
-        """Outputs ``y ~ p(y | x)``: (num_samples, N, max_output_length), ``<eos>`` after the end; with
+        """Outputs ``y ~ p(y | x)``: (num_samples, N, max_output_length), ``<eos>`` after the end (an
+        output that reaches the decoder's limit is cut there: its last step is ``<eos>``); with
         ``return_latents`` the alignments too (same shape, 0 past the end)."""
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -136,10 +137,10 @@ class _Inflector(LatentVariableModel):
         tokens = torch.full((n * num_samples,), self.target_size, dtype=torch.long, device=src.device)
         done = torch.zeros_like(tokens, dtype=torch.bool)
         ys, latents = [], []
-        for _ in range(self.max_output_length):
+        for t in range(self.max_output_length):
             _, state = self.step(state, tokens)
             a, tokens = self._draw(state)
-            tokens, a = tokens.masked_fill(done, EOS), a.masked_fill(done, 0)
+            tokens, a = tokens.masked_fill(done | (t == self.max_output_length - 1), EOS), a.masked_fill(done, 0)
             state = (*state[:4], _point_mass(state[4].size(-1), state[4], a), torch.zeros_like(state[5]))
             ys.append(tokens)
             latents.append(a)
