@@ -1,118 +1,147 @@
-"""Amortized guides: an encoder network maps each example to ``q(z_n | x_n)``.
+"""Amortized guides: an encoder maps each example's inputs to the parameters of ``q(z_n | inputs_n)``.
 
-A guide here is not tied to one model: it names the latent site it covers
-(``site``), which argument of the model call is the observation (``obs_arg``), and
-the data plate (``plate``, ``plate_dim``). Subclasses say which per-example
-variational parameters the encoder outputs (:meth:`AmortizedGuide.local_params`)
-and which distribution they parameterize (:meth:`AmortizedGuide.distribution_from`);
-the split lets the same family be used non-amortized (per-example parameters,
-:class:`~pyro_lvm.guides.LocalGuide`) or refined per example
-(:class:`~pyro_lvm.guides.SemiAmortized`, the amortization gap).
+:class:`AmortizedSite` is one latent site: an encoder (any :class:`torch.nn.Module`, default
+:class:`~pyro_lvm.guides.encoders.MLPEncoder`) reads the site's inputs and returns features
+(..., N, F); the site's output layer maps them to the head's parameters (..., N, P); the head
+(:mod:`~pyro_lvm.guides.heads`) turns those into ``q``. :class:`AmortizedGuide` is a guide of one
+such site, the base of the named families (:class:`AmortizedNormal` here; ``mvn``, ``lowrank``,
+``iaf``, ``delta`` in their modules), which build the same networks they always did.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
-from torch.nn import functional as F
+from torch import nn
 
-from pyro_lvm.nets import MLP, flatten_examples
+from pyro_lvm.guides.encoders import MLPEncoder
+from pyro_lvm.guides.guide import GuideCall, SingleSiteGuide
+from pyro_lvm.guides.heads import Head, NormalHead
 
-__all__ = ["AmortizedGuide", "AmortizedNormal"]
+__all__ = ["AmortizedGuide", "AmortizedNormal", "AmortizedSite", "EncoderNetwork"]
 
 
-class AmortizedGuide(PyroModule):
-    """Base class of the encoder guide families.
+class AmortizedSite(nn.Module):
+    """The latent site ``site`` with ``q(z_n | inputs_n) = head(output_layer(encoder(*inputs_n)))``.
 
-    A subclass implements :meth:`local_params` (the encoder: x (N, input_dim) -> per-example
-    parameter tensors with N rows) and :meth:`distribution_from` (those rows -> ``q``, batch
-    shape (N,), event shape (latent_dim,)), or overrides :meth:`distribution` directly (then it
-    cannot be used per example or refined).
-
-    :param input_dim: D, values per example of the observed argument (flattened).
-    :param latent_dim: size of the latent site's event, shape (latent_dim,).
-    :param site: name of the model's latent sample site this guide covers.
-    :param obs_arg: which model argument is the observation: a position (int) or a keyword (str).
-    :param plate: name of the model's data plate; ``plate_dim`` its dim.
+    :param site: the model's latent sample site.
+    :param head: the family (:class:`~pyro_lvm.guides.heads.Head`).
+    :param encoder: a module called with the inputs as separate arguments, each (..., N, *event),
+        returning features (..., N, F); default an MLP over the inputs' flattened values.
+    :param inputs: what the encoder reads: model argument names or positions, or earlier sites' names.
+    :param feature_dim: F (default the encoder's ``feature_dim`` attribute).
+    :param input_dims: values per example of each input (the default encoder needs them).
+    :param hidden_dims: the default encoder's hidden widths; ``activation`` their activation.
+    :raises ValueError: when F is unknown, or the encoder's ``feature_dim`` differs from the given one.
     """
 
-    def __init__(
-        self,
-        input_dim: int,
-        latent_dim: int,
-        site: str = "z",
-        obs_arg: int | str = 0,
-        plate: str = "data",
-        plate_dim: int = -1,
-    ) -> None:
+    def __init__(self, site: str, head: Head, encoder: nn.Module | None = None, inputs: Sequence[str | int] = (0,),
+                 feature_dim: int | None = None, input_dims: Sequence[int] | None = None,
+                 hidden_dims: Sequence[int] = (200, 200), activation: str = "tanh") -> None:
         super().__init__()
-        if input_dim < 1 or latent_dim < 1:
-            raise ValueError(f"input_dim and latent_dim must be >= 1, got {input_dim} and {latent_dim}")
-        self.input_dim, self.latent_dim = input_dim, latent_dim
-        self.site, self.obs_arg, self.plate, self.plate_dim = site, obs_arg, plate, plate_dim
+        self.name, self.inputs = site, tuple(inputs)
+        if not self.inputs:
+            raise ValueError(f"site {site!r} needs at least one input (a model argument or an earlier site)")
+        if encoder is None:
+            if input_dims is None or len(input_dims) != len(self.inputs):
+                raise ValueError(f"the default encoder of site {site!r} needs input_dims, the values per example of "
+                                 f"each of its inputs {list(self.inputs)}, got {input_dims!r}")
+            encoder = MLPEncoder(input_dims, hidden_dims, activation, names=[f"observed argument {k!r}" for k in self.inputs])
+        own = getattr(encoder, "feature_dim", None)
+        if feature_dim is None and own is None:
+            raise ValueError(f"give feature_dim, the size F of the features (..., N, F) the encoder of site {site!r} returns")
+        if feature_dim is not None and own is not None and own != feature_dim:
+            raise ValueError(f"the encoder of site {site!r} returns {own} features (its feature_dim) but feature_dim={feature_dim}")
+        self.feature_dim = int(feature_dim if feature_dim is not None else own)
+        self.encoder = encoder
+        self.output_layer = nn.Linear(self.feature_dim, head.num_params)
+        self.head = head
 
-    def observed(self, args: tuple, kwargs: dict) -> torch.Tensor:
-        """The observation among the model's arguments, flattened to (N, input_dim)."""
-        try:
-            x = kwargs[self.obs_arg] if isinstance(self.obs_arg, str) else args[self.obs_arg]
-        except (KeyError, IndexError):
-            raise ValueError(
-                f"{type(self).__name__} reads the observation from argument {self.obs_arg!r}, but the call "
-                f"had {len(args)} positional arguments and keywords {sorted(kwargs)}"
-            ) from None
-        return flatten_examples(x, self.input_dim, name=f"observed argument {self.obs_arg!r}")
+    def features(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The encoder's features (..., N, F).
 
-    def local_params(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The encoder's per-example variational parameters for x (N, input_dim): tensors with N rows."""
-        raise NotImplementedError
+        :raises ValueError: when the encoder returns another size than the output layer takes, naming both.
+        """
+        h = self.encoder(*inputs)
+        if h.shape[-1:] != (self.feature_dim,):
+            raise ValueError(f"the encoder of site {self.name!r} returns features of shape {tuple(h.shape)} (size "
+                             f"{h.shape[-1] if h.dim() else None}) but the {type(self.head).__name__} family's input layer "
+                             f"takes {self.feature_dim} features (feature_dim)")
+        return h
 
-    def distribution_from(self, params: tuple[torch.Tensor, ...]) -> dist.Distribution:
-        """``q(z)`` from per-example parameters with N rows: batch shape (N,), event shape (latent_dim,)."""
-        raise NotImplementedError
+    def params(self, inputs: tuple[torch.Tensor, ...], call: GuideCall | None = None) -> dict[str, torch.Tensor]:
+        """The head's parameters, name -> (..., N, size), for the inputs (each (..., N, *event))."""
+        return self.head.split(self.output_layer(self.features(*inputs)))
 
-    def distribution(self, x: torch.Tensor) -> dist.Distribution:
-        """``q(z | x)`` for x of shape (N, input_dim): batch shape (N,), event shape (latent_dim,)."""
-        return self.distribution_from(self.local_params(x))
 
-    def sample_from(self, q: dist.Distribution, num_examples: int) -> torch.Tensor:
-        """Sample the latent site from ``q`` (batch shape (N,)) inside the data plate."""
-        with pyro.plate(self.plate, num_examples, dim=self.plate_dim):
-            return pyro.sample(self.site, q)
+class EncoderNetwork(nn.Module):
+    """A site's encoder and output layer as one network: inputs -> parameters (..., N, P), laid out side by side."""
 
-    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        x = self.observed(args, kwargs)
-        return self.sample_from(self.distribution(x), x.shape[0])
+    def __init__(self, site: AmortizedSite) -> None:
+        super().__init__()
+        self.features, self.output_layer = site.encoder, site.output_layer
+        self._site = (site,)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.output_layer(self._site[0].features(*inputs))
+
+
+class AmortizedGuide(SingleSiteGuide):
+    """A guide of one amortized latent site (the named encoder families are its subclasses).
+
+    :param head: the family.
+    :param input_dim: values per example of the input (a sequence: of each input), for the default encoder.
+    :param encoder: a user encoder instead (see :class:`AmortizedSite`); ``feature_dim`` its output size.
+    :param inputs: the model arguments (names or positions) the encoder reads; default ``(obs_arg,)``.
+    :param obs_arg: the one observed argument of the old single-input form (position or keyword).
+    :param site: the latent site's name. ``model``, ``plate``, ``plate_dim``: see :class:`~pyro_lvm.guides.guide.LatentGuide`.
+    """
+
+    def __init__(self, head: Head, input_dim: int | Sequence[int] | None = None, *, encoder: nn.Module | None = None,
+                 inputs: Sequence[str | int] | None = None, obs_arg: int | str = 0, site: str = "z",
+                 feature_dim: int | None = None, hidden_dims: Sequence[int] = (200, 200), activation: str = "tanh",
+                 model: Callable | None = None, plate: str | None = "data", plate_dim: int = -1) -> None:
+        inputs = tuple(inputs) if inputs is not None else (obs_arg,)
+        input_dims = None
+        if encoder is None:
+            input_dims = (input_dim,) if isinstance(input_dim, int) else input_dim
+            if input_dims is None or not all(isinstance(d, int) and d >= 1 for d in input_dims):
+                raise ValueError(f"input_dim and latent_dim must be >= 1, got {input_dim} and {head.latent_dim}")
+        amortized = AmortizedSite(site, head, encoder, inputs, feature_dim, input_dims, hidden_dims, activation)
+        super().__init__([amortized], model=model, plate=plate, plate_dim=plate_dim)
+        self.input_dim = input_dim
+        self._network = (EncoderNetwork(amortized),)
+
+    @property
+    def obs_arg(self) -> str | int:
+        return self.sites[0].inputs[0]
+
+    @property
+    def encoder(self) -> EncoderNetwork:
+        """The whole network from the inputs to the parameters (the site's encoder and output layer)."""
+        return self._network[0]
+
+    def local_params(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The per-example parameters for the inputs, in the head's order, each (..., N, size)."""
+        return tuple(self.sites[0].params(inputs).values())
+
+    def distribution(self, *inputs: torch.Tensor) -> dist.Distribution:
+        """``q(z | inputs)``: batch shape (..., N), event shape (latent_dim,)."""
+        return self.head.distribution(dict(zip(self.head.param_sizes(), self.local_params(*inputs))))
 
 
 class AmortizedNormal(AmortizedGuide):
-    """Diagonal Gaussian encoder: ``q(z | x) = N(mu(x), diag(sigma(x)^2))``.
+    """Diagonal Gaussian encoder: ``q(z | x) = N(mu(x), diag(sigma(x)^2))`` (:class:`~pyro_lvm.guides.heads.NormalHead`).
 
-    :param hidden_dims: encoder hidden layer sizes.
-    :param activation: their activation.
+    :param input_dim: values per example of the observed argument; ``latent_dim`` the latent's size.
+    :param hidden_dims: encoder hidden layer sizes; ``activation`` their activation.
 
-    Other parameters as in :class:`~pyro_lvm.guides.amortized.AmortizedGuide`.
+    Other options as in :class:`AmortizedGuide` (``site``, ``obs_arg``, ``inputs``, ``encoder``, ``model``, ``plate``).
     """
 
-    def __init__(
-        self,
-        input_dim: int,
-        latent_dim: int,
-        hidden_dims: Sequence[int] = (200, 200),
-        activation: str = "tanh",
-        **site_kwargs: Any,
-    ) -> None:
-        super().__init__(input_dim, latent_dim, **site_kwargs)
-        self.encoder = MLP(input_dim, hidden_dims, 2 * latent_dim, activation)
-
-    def local_params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(loc, raw_scale)``, each (N, latent_dim); the scale is ``softplus(raw_scale)``."""
-        return tuple(self.encoder(x).chunk(2, dim=-1))
-
-    def distribution_from(self, params: tuple[torch.Tensor, torch.Tensor]) -> dist.Distribution:
-        loc, raw_scale = params
-        return dist.Normal(loc, F.softplus(raw_scale) + 1e-5).to_event(1)
+    def __init__(self, input_dim: int | Sequence[int] | None, latent_dim: int, hidden_dims: Sequence[int] = (200, 200),
+                 activation: str = "tanh", **options: Any) -> None:
+        super().__init__(NormalHead(latent_dim), input_dim, hidden_dims=hidden_dims, activation=activation, **options)

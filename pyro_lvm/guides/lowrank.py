@@ -1,4 +1,4 @@
-"""Low-rank-plus-diagonal Gaussian encoder: ``Sigma(x) = W(x) W(x)^T + diag(d(x))``."""
+"""Low-rank-plus-diagonal Gaussian family: ``Sigma = W W^T + diag(d)``."""
 
 from __future__ import annotations
 
@@ -7,49 +7,55 @@ from typing import Any
 
 import pyro.distributions as dist
 import torch
-from torch.nn import functional as F
 
 from pyro_lvm.guides.amortized import AmortizedGuide
-from pyro_lvm.nets import MLP
+from pyro_lvm.guides.heads import Head, inverse_positive_scale, positive_scale
 
-__all__ = ["AmortizedLowRankNormal"]
+__all__ = ["AmortizedLowRankNormal", "LowRankNormalHead"]
+
+
+class LowRankNormalHead(Head):
+    """``N(loc, W W^T + diag(positive_scale(diagonal)))`` with ``W`` (d, rank), on
+    :class:`pyro.distributions.LowRankMultivariateNormal` (O(d rank^2) instead of O(d^3)).
+
+    Parameters ``loc`` (d), ``diagonal`` (d) and ``cov_factor`` (d * rank, row-major).
+    """
+
+    def __init__(self, latent_dim: int, rank: int = 2) -> None:
+        super().__init__(latent_dim)
+        if not isinstance(rank, int) or rank < 1:
+            raise ValueError(f"rank must be a positive integer, got {rank!r}")
+        self.rank = rank
+
+    def param_sizes(self) -> dict[str, int]:
+        d = self.latent_dim
+        return {"loc": d, "diagonal": d, "cov_factor": d * self.rank}
+
+    def distribution(self, params: dict[str, torch.Tensor]) -> dist.Distribution:
+        factor = params["cov_factor"]
+        factor = factor.reshape(factor.shape[:-1] + (self.latent_dim, self.rank))
+        return dist.LowRankMultivariateNormal(params["loc"], factor, positive_scale(params["diagonal"]))
+
+    def initial_params(self, num_examples: int, init_scale: float = 0.1) -> dict[str, torch.Tensor]:
+        """``N(0, init_scale^2 I)`` for every example (the diagonal is a variance; the factor 0)."""
+        params = super().initial_params(num_examples, init_scale)
+        params["diagonal"].fill_(float(inverse_positive_scale(init_scale**2)))
+        return params
 
 
 class AmortizedLowRankNormal(AmortizedGuide):
     """``q(z | x) = N(mu(x), W(x) W(x)^T + diag(d(x)))`` with ``W(x)`` of shape (latent_dim, rank).
 
-    Built on :class:`pyro.distributions.LowRankMultivariateNormal`, so sampling and
-    densities cost O(latent_dim * rank^2) instead of O(latent_dim^3).
-
     :param rank: columns of the covariance factor ``W(x)`` (>= 1).
-    :param hidden_dims: encoder hidden layer sizes.
-    :param activation: their activation.
+    :param hidden_dims: encoder hidden layer sizes; ``activation`` their activation.
 
-    Other parameters as in :class:`~pyro_lvm.guides.amortized.AmortizedGuide`.
+    Other options as in :class:`~pyro_lvm.guides.amortized.AmortizedGuide`.
     """
 
-    def __init__(
-        self,
-        input_dim: int,
-        latent_dim: int,
-        rank: int = 2,
-        hidden_dims: Sequence[int] = (200, 200),
-        activation: str = "tanh",
-        **site_kwargs: Any,
-    ) -> None:
-        super().__init__(input_dim, latent_dim, **site_kwargs)
-        if not isinstance(rank, int) or rank < 1:
-            raise ValueError(f"rank must be a positive integer, got {rank!r}")
-        self.rank = rank
-        self.encoder = MLP(input_dim, hidden_dims, latent_dim * (2 + rank), activation)
+    def __init__(self, input_dim: int | Sequence[int] | None, latent_dim: int, rank: int = 2,
+                 hidden_dims: Sequence[int] = (200, 200), activation: str = "tanh", **options: Any) -> None:
+        super().__init__(LowRankNormalHead(latent_dim, rank), input_dim, hidden_dims=hidden_dims, activation=activation, **options)
 
-    def local_params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(loc, raw_diagonal, cov_factor)``: (N, d), (N, d), (N, d * rank)."""
-        d = self.latent_dim
-        out = self.encoder(x)
-        return out[..., :d], out[..., d : 2 * d], out[..., 2 * d :]
-
-    def distribution_from(self, params: tuple[torch.Tensor, ...]) -> dist.Distribution:
-        loc, raw_diagonal, factor = params
-        factor = factor.reshape(factor.shape[:-1] + (self.latent_dim, self.rank))
-        return dist.LowRankMultivariateNormal(loc, factor, F.softplus(raw_diagonal) + 1e-5)
+    @property
+    def rank(self) -> int:
+        return self.head.rank

@@ -1,4 +1,4 @@
-"""Full-covariance Gaussian encoder: the encoder outputs a mean and a Cholesky factor."""
+"""Full-covariance Gaussian family: a mean and a Cholesky factor per example."""
 
 from __future__ import annotations
 
@@ -7,57 +7,59 @@ from typing import Any
 
 import pyro.distributions as dist
 import torch
-from torch.nn import functional as F
 
 from pyro_lvm.guides.amortized import AmortizedGuide
-from pyro_lvm.nets import MLP
+from pyro_lvm.guides.heads import Head, inverse_positive_scale, positive_scale
 
-__all__ = ["AmortizedMultivariateNormal"]
+__all__ = ["AmortizedMultivariateNormal", "MultivariateNormalHead"]
 
 
-class AmortizedMultivariateNormal(AmortizedGuide):
-    """``q(z | x) = N(mu(x), L(x) L(x)^T)`` with ``L(x)`` lower triangular, positive diagonal.
+class MultivariateNormalHead(Head):
+    """``N(loc, L L^T)`` with ``L`` lower triangular: parameters ``loc`` (d), ``diagonal`` (d, raw: made
+    positive by :func:`~pyro_lvm.guides.heads.positive_scale`) and ``off_diagonal`` (d (d - 1) / 2, row-major
+    strictly-lower entries)."""
 
-    The encoder outputs ``latent_dim`` means, ``latent_dim`` raw diagonal entries (made
-    positive with softplus) and ``latent_dim (latent_dim - 1) / 2`` strictly-lower entries.
-
-    :param hidden_dims: encoder hidden layer sizes.
-    :param activation: their activation.
-
-    Other parameters as in :class:`~pyro_lvm.guides.amortized.AmortizedGuide`.
-    """
-
-    def __init__(
-        self,
-        input_dim: int,
-        latent_dim: int,
-        hidden_dims: Sequence[int] = (200, 200),
-        activation: str = "tanh",
-        **site_kwargs: Any,
-    ) -> None:
-        super().__init__(input_dim, latent_dim, **site_kwargs)
-        self.num_off_diagonal = latent_dim * (latent_dim - 1) // 2
-        self.encoder = MLP(input_dim, hidden_dims, 2 * latent_dim + self.num_off_diagonal, activation)
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__(latent_dim)
         rows, cols = torch.tril_indices(latent_dim, latent_dim, offset=-1)
         self.register_buffer("_rows", rows, persistent=False)
         self.register_buffer("_cols", cols, persistent=False)
 
-    def local_params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(loc, raw_diagonal, off_diagonal)``: (N, d), (N, d), (N, d (d - 1) / 2)."""
+    def param_sizes(self) -> dict[str, int]:
         d = self.latent_dim
-        out = self.encoder(x)
-        return out[..., :d], out[..., d : 2 * d], out[..., 2 * d :]
+        return {"loc": d, "diagonal": d, "off_diagonal": d * (d - 1) // 2}
 
-    def scale_tril(self, raw_diagonal: torch.Tensor, off_diagonal: torch.Tensor) -> torch.Tensor:
-        """The Cholesky factor (N, d, d) from its raw diagonal (N, d) and strictly-lower entries."""
+    def scale_tril(self, diagonal: torch.Tensor, off_diagonal: torch.Tensor) -> torch.Tensor:
+        """The Cholesky factor (..., d, d) from its raw diagonal (..., d) and strictly-lower entries."""
         d = self.latent_dim
-        tril = torch.diag_embed(F.softplus(raw_diagonal) + 1e-5)
-        if self.num_off_diagonal:
+        tril = torch.diag_embed(positive_scale(diagonal))
+        if off_diagonal.shape[-1]:
             lower = off_diagonal.new_zeros(off_diagonal.shape[:-1] + (d, d))
             lower[..., self._rows, self._cols] = off_diagonal
             tril = tril + lower
         return tril
 
-    def distribution_from(self, params: tuple[torch.Tensor, ...]) -> dist.Distribution:
-        loc, raw_diagonal, off_diagonal = params
-        return dist.MultivariateNormal(loc, scale_tril=self.scale_tril(raw_diagonal, off_diagonal))
+    def distribution(self, params: dict[str, torch.Tensor]) -> dist.Distribution:
+        return dist.MultivariateNormal(params["loc"], scale_tril=self.scale_tril(params["diagonal"], params["off_diagonal"]))
+
+    def initial_params(self, num_examples: int, init_scale: float = 0.1) -> dict[str, torch.Tensor]:
+        """``N(0, init_scale^2 I)`` for every example."""
+        params = super().initial_params(num_examples, init_scale)
+        params["diagonal"].fill_(float(inverse_positive_scale(init_scale)))
+        return params
+
+
+class AmortizedMultivariateNormal(AmortizedGuide):
+    """``q(z | x) = N(mu(x), L(x) L(x)^T)``, ``L(x)`` lower triangular with a positive diagonal.
+
+    The output layer gives ``latent_dim`` means, ``latent_dim`` raw diagonal entries and
+    ``latent_dim (latent_dim - 1) / 2`` strictly-lower entries (:class:`MultivariateNormalHead`).
+
+    :param hidden_dims: encoder hidden layer sizes; ``activation`` their activation.
+
+    Other options as in :class:`~pyro_lvm.guides.amortized.AmortizedGuide`.
+    """
+
+    def __init__(self, input_dim: int | Sequence[int] | None, latent_dim: int, hidden_dims: Sequence[int] = (200, 200),
+                 activation: str = "tanh", **options: Any) -> None:
+        super().__init__(MultivariateNormalHead(latent_dim), input_dim, hidden_dims=hidden_dims, activation=activation, **options)

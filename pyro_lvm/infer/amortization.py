@@ -23,47 +23,70 @@ import pyro
 import torch
 from pyro import poutine
 
-from pyro_lvm.guides.amortized import AmortizedGuide
-from pyro_lvm.guides.local import LocalGuide
+from pyro_lvm.guides.amortized import AmortizedSite
+from pyro_lvm.guides.guide import LatentGuide
 from pyro_lvm.guides.optimize import optimize_local_params
+from pyro_lvm.guides.semi_amortized import SemiAmortizedSite
 from pyro_lvm.infer.evaluate import per_example_elbo
 
 __all__ = ["amortization_gap", "active_directions", "active_units", "posterior_means"]
 
 
+def _per_example_sites(guide: LatentGuide) -> list[str]:
+    """The encoder sites whose parameters are per-example constants: those reading only model arguments."""
+    names = guide.site_names
+    return [s.name for s in guide.sites
+            if isinstance(s, (AmortizedSite, SemiAmortizedSite)) and not any(k in names for k in s.inputs)]
+
+
 def amortization_gap(
     model: Callable,
-    guide: AmortizedGuide,
-    x: torch.Tensor,
-    *,
+    guide: LatentGuide,
+    *args: Any,
     steps: int = 300,
     lr: float = 1e-2,
     final_lr: float = 1e-4,
     num_particles: int = 4,
     num_samples: int = 100,
+    plate: str | None = None,
+    **kwargs: Any,
 ) -> dict:
-    """The amortization gap of ``guide`` on the examples ``x``.
+    """The amortization gap of ``guide`` on the examples of the model call ``(*args, **kwargs)``.
 
-    :param model: the generative story, called as ``model(x)``.
-    :param guide: an encoder family (:class:`~pyro_lvm.guides.AmortizedGuide`) with ``local_params``.
-    :param x: (N, ...) examples, e.g. a test subset.
+    Works for every encoder family and any story with one data plate: the parameters each encoder
+    site gives each example (the head's parameters, whatever the model's signature) are the start;
+    they are optimized per example and the ELBOs compared. In a guide of several sites, a site that
+    reads an earlier latent keeps its encoder (its parameters vary with that latent).
+
+    :param model: the generative story, called as ``model(*args, **kwargs)`` (e.g. ``model(x)``).
+    :param guide: a :class:`~pyro_lvm.guides.guide.LatentGuide` with at least one encoder site
+        reading only model arguments (e.g. any family of :func:`~pyro_lvm.guides.make_guide` but ``local``).
+    :param args: the model call, e.g. ``x`` (N, ...), a test subset.
     :param steps: Adam steps of the per-example optimization: the learning rate decays
         geometrically from ``lr`` to ``final_lr``, with ``num_particles`` Monte Carlo samples
         per step. The optimized ELBO is a lower bound on the best one, so the gap is
         underestimated when the optimization falls short; a constant rate with one sample
         per step left a full-covariance family on MNIST below its own encoder (a negative gap).
     :param num_samples: samples per example of both ELBO estimates.
+    :param plate: the data plate (default the guide's).
     :returns: ``{"encoder_elbo", "optimized_elbo", "gap"}``: means over examples (nats), and
         ``"per_example_gap"`` (N,). For a point guide the ELBOs are hard ELBOs.
     """
-    if not isinstance(guide, AmortizedGuide):
-        raise ValueError(f"guide must be an encoder family (AmortizedGuide) to have an amortization gap, got {type(guide).__name__}")
+    sites = _per_example_sites(guide) if isinstance(guide, LatentGuide) else []
+    if not sites:
+        raise ValueError(f"guide must be an encoder family (a LatentGuide with an encoder site reading model arguments) "
+                         f"to have an amortization gap, got {type(guide).__name__}")
+    plate = plate or guide.plate or "data"
     with torch.no_grad():
-        start = guide.local_params(x)
-    optimized = optimize_local_params(model, guide, start, x, steps=steps, lr=lr, final_lr=final_lr,
-                                      num_particles=num_particles)
-    encoder_elbo = per_example_elbo(model, guide, x, num_samples=num_samples)
-    optimized_elbo = per_example_elbo(model, LocalGuide(guide, optimized), x, num_samples=num_samples)
+        start = {name: ps for name, ps in guide.site_params(*args, **kwargs).items() if name in sites}
+    optimized = optimize_local_params(model, guide, start, *args, steps=steps, lr=lr, final_lr=final_lr,
+                                      num_particles=num_particles, **kwargs)
+
+    def optimized_guide(*a: Any, **k: Any) -> None:
+        guide.sample_sites(a, k, overrides=optimized, refine=False)
+
+    encoder_elbo = per_example_elbo(model, guide, *args, num_samples=num_samples, plate=plate, **kwargs)
+    optimized_elbo = per_example_elbo(model, optimized_guide, *args, num_samples=num_samples, plate=plate, **kwargs)
     gap = optimized_elbo - encoder_elbo
     return {
         "encoder_elbo": encoder_elbo.mean().item(),
@@ -74,21 +97,27 @@ def amortization_gap(
 
 
 @torch.no_grad()
-def posterior_means(guide: Callable, *args: Any, num_samples: int = 100, **kwargs: Any) -> torch.Tensor:
-    """``E_q[z | x_n]`` for every example, shape (N, latent_dim), of the guide's site ``guide.site``.
+def posterior_means(guide: Callable, *args: Any, num_samples: int = 100, site: str | None = None, **kwargs: Any) -> torch.Tensor:
+    """``E_q[z | x_n]`` for every example, shape (N, latent_dim), of the latent site ``site``
+    (default the guide's ``site``, or the last site of a :class:`~pyro_lvm.guides.guide.LatentGuide`).
 
-    Exact where the guide's distribution has a closed-form mean (Gaussian families, points);
-    otherwise (flows, per-example tables) the average of ``num_samples`` draws.
+    Exact where the distribution has a closed-form mean (Gaussian families, points) and the site
+    reads only model arguments; otherwise (flows, per-example tables, sites under earlier latents)
+    the average of ``num_samples`` draws.
     """
-    site = getattr(guide, "site", None)
+    if site is None:
+        site = getattr(guide, "site", None)
+        if site is None and isinstance(guide, LatentGuide):
+            site = guide.site_names[-1]
     if site is None:
         raise ValueError(f"guide must name its latent site (attribute 'site'), got {type(guide).__name__}")
-    if isinstance(guide, AmortizedGuide):
+    if isinstance(guide, LatentGuide) and site in _per_example_sites(guide):
+        params = guide.site_params(*args, **kwargs)[site]
         try:
-            return guide.distribution(guide.observed(args, kwargs)).mean
+            return guide.sites[guide.site_names.index(site)].head.distribution(params).mean
         except NotImplementedError:
             pass
-    plate_dim = getattr(getattr(guide, "family", guide), "plate_dim", -1)
+    plate_dim = getattr(guide, "plate_dim", -1)
     with poutine.block(), pyro.plate("_particles", num_samples, dim=plate_dim - 1):
         z = poutine.trace(guide).get_trace(*args, **kwargs).nodes[site]["value"]
     return z.mean(0)
