@@ -32,7 +32,8 @@ def _write(tmp_path, name, text):
 
 def test_missing_file_and_unknown_language_name_the_folder_and_files(tmp_path):
     root = _write(tmp_path, "klingon-dev", "a\tb\tV\n")
-    with pytest.raises(MissingDataError, match=r"english-dev not found in .*sigmorphon2017.*'english-train-high'.*'english-test'.*languages \['klingon'\]"):
+    expected = r"english-dev not found in .*sigmorphon2017.*'english-train-high'.*'english-test'.*languages \['klingon'\]"
+    with pytest.raises(MissingDataError, match=expected):
         load_sigmorphon("english", "dev", root)
     with pytest.raises(ValueError, match="split must be one of"):
         load_sigmorphon("klingon", "train", root)

@@ -25,7 +25,9 @@ from pyro_lvm.models.attention import (
     VariationalAttentionGuide,
 )
 
-__all__ = ["KINDS", "SETTINGS", "alignment_probs", "build_inflector", "evaluate_inflector", "prepare_inflection", "run_inflection", "trim_words"]
+__all__ = [
+    "KINDS", "SETTINGS", "alignment_probs", "build_inflector", "evaluate_inflector", "prepare_inflection", "run_inflection", "trim_words",
+]
 
 KINDS = ("soft", "exact", "hardem", "variational", "monotonic")
 SETTINGS = {"high": "train-high", "medium": "train-medium", "low": "train-low"}
@@ -60,7 +62,8 @@ def build_inflector(kind: str, source_size: int, target_size: int, embed: int = 
     model = cls(source_size, target_size, embed, hidden, max_output_length)
     guide = VariationalAttentionGuide(source_size, target_size, embed, hidden) if kind == "variational" else model.guide
     nesting = model.max_plate_nesting
-    loss = {"soft": Trace_ELBO(), "monotonic": Trace_ELBO(), "hardem": HardEM(max_plate_nesting=nesting)}.get(kind, TraceEnum_ELBO(max_plate_nesting=nesting))
+    losses = {"soft": Trace_ELBO(), "monotonic": Trace_ELBO(), "hardem": HardEM(max_plate_nesting=nesting)}
+    loss = losses.get(kind, TraceEnum_ELBO(max_plate_nesting=nesting))
     return model, guide, loss
 
 

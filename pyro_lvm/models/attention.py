@@ -44,17 +44,20 @@ def check_words(src, src_len, tgt=None, tgt_len=None, max_output_length: int | N
     """Raise ``ValueError`` unless the tensors are padded words as :func:`~pyro_lvm.data.encode_inflections` makes them."""
     for name, t, dims in (("src", src, 2), ("src_len", src_len, 1), ("tgt", tgt, 2), ("tgt_len", tgt_len, 1)):
         if t is not None and (not torch.is_tensor(t) or t.dtype != torch.long or t.dim() != dims):
-            raise ValueError(f"{name} must be an int64 tensor with {dims} dims, got {getattr(t, 'dtype', type(t))} {tuple(getattr(t, 'shape', ()))}")
+            got = f"{getattr(t, 'dtype', type(t))} {tuple(getattr(t, 'shape', ()))}"
+            raise ValueError(f"{name} must be an int64 tensor with {dims} dims, got {got}")
     if src_len.shape != src.shape[:1] or bool((src_len > src.size(1)).any()):
         raise ValueError(f"src_len must have shape ({src.size(0)},) with lengths <= {src.size(1)}, got {src_len.tolist()}")
     if bool((src_len < 1).any()):
-        raise ValueError(f"word {int((src_len < 1).nonzero()[0])} has an empty source string (src_len 0); every word needs a lemma")
+        word = int((src_len < 1).nonzero()[0])
+        raise ValueError(f"word {word} has an empty source string (src_len 0); every word needs a lemma")
     if tgt is None:
         return
     if tgt_len.shape != src_len.shape or tgt.size(0) != src.size(0) or bool((tgt_len < 1).any()) or bool((tgt_len > tgt.size(1)).any()):
         raise ValueError(f"tgt (N, T) and tgt_len (N,) must match src's N = {src.size(0)} with lengths in 1..T, got {tuple(tgt.shape)}")
     if max_output_length is not None and int(tgt_len.max()) > max_output_length:
-        raise ValueError(f"an output of {int(tgt_len.max())} steps is longer than the decoder's limit max_output_length={max_output_length}")
+        longest = int(tgt_len.max())
+        raise ValueError(f"an output of {longest} steps is longer than the decoder's limit max_output_length={max_output_length}")
     if target_size is not None and (bool((tgt < 0).any()) or bool((tgt >= target_size).any())):
         raise ValueError(f"tgt must hold target symbols in [0, {target_size}), got values in [{int(tgt.min())}, {int(tgt.max())}]")
 
@@ -121,7 +124,8 @@ class _Inflector(LatentVariableModel):
 
     @torch.no_grad()
     def predict(self, src: torch.Tensor, src_len: torch.Tensor, beam_width: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """The most probable outputs by beam search under ``p(y | x)``: (N, max_output_length) padded with ``<eos>``, and their log-probabilities (N,)."""
+        """The most probable outputs by beam search under ``p(y | x)``: (N, max_output_length) padded
+        with ``<eos>``, and their log-probabilities (N,)."""
         outputs, scores = beam_search(self.step, self.start(src, src_len), self.target_size, EOS, beam_width, self.max_output_length)
         return outputs[:, 0], scores[:, 0]
 
@@ -221,7 +225,8 @@ class MonotonicAttentionInflector(_Inflector):
 
     def _prior(self, out, enc, mask, log_pa, emit, tokens) -> torch.Tensor:
         # the previous step's posterior given its output (the first step's token, <bos>, reads emit = 0)
-        seen = (log_pa + emit.gather(-1, tokens.clamp(max=emit.size(-1) - 1)[:, None, None].expand(*log_pa.shape, 1))[..., 0]).log_softmax(-1)
+        index = tokens.clamp(max=emit.size(-1) - 1)[:, None, None].expand(*log_pa.shape, 1)
+        seen = (log_pa + emit.gather(-1, index)[..., 0]).log_softmax(-1)
         trans = monotonic_transitions(self.nets.attention_logits(out, enc, mask))[:, 0]
         return (seen.unsqueeze(-1) + trans).logsumexp(-2)
 
