@@ -2,13 +2,18 @@
 
 Story: ``z ~ N(0, I)``, ``x | z ~ Bernoulli(decoder(z))``; an amortized guide ``q(z | x)``;
 Pyro SVI on the ELBO (or the IWAE bound); then the test ELBO, the importance-weighted
-test log-likelihood and bits/dim, with figures.
+test log-likelihood and bits/dim, with figures. ``--stochastic-layers 2`` trains Burda et al.'s
+two-layer story ``z2 -> z1 -> x`` with the guide ``q(z1 | x) q(z2 | z1)``; ``--encoder conv``
+the convolutional VAE (stride-2 convolutions in the encoder, stride-1 convolutions and
+depth-to-space in the decoder).
 
     python examples/vae.py                      # 8x8 digits bundled with scikit-learn (offline)
     python examples/vae.py --quick              # the same, in a few seconds
     python examples/vae.py --dataset mnist --data-dir DIR --epochs 50
     python examples/vae.py --guide iaf --loss iwae --particles 5   # any family, either objective
     python examples/vae.py --loss iwae --particles 50 --init-from elbo_run.pt   # IWAE after ELBO pretraining
+    python examples/vae.py --dataset mnist --stochastic-layers 2   # 784-(200-200)-100-(100-100)-50
+    python examples/vae.py --dataset mnist --encoder conv          # the convolutional VAE
 
 Guide families (``--guide``): normal, mvn, lowrank, iaf, delta (the hard ELBO:
 rate-distortion, not a bound), local (per-example parameters, non-amortized SVI)
@@ -35,6 +40,7 @@ from pyro_lvm.evaluation import (
     load_vae_data,
     run_vae_experiment,
 )
+from pyro_lvm.evaluation.vae_experiment import CONV_GUIDES, ENCODERS, TWO_LAYER_GUIDES
 from pyro_lvm.guides import GUIDE_FAMILIES
 
 DATASET_DEFAULTS = {  # z_dim, epochs, batch size: a run of a few minutes on a laptop CPU
@@ -77,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--z-dim", type=runs.positive_int, default=None, help="latent dimension (default: 2 for digits, 50 for MNIST)")
     p.add_argument("--hidden", type=runs.positive_int, nargs="+", default=[200, 200],
                    help="hidden layer sizes of encoder and decoder (default: 200 200)")
+    p.add_argument("--stochastic-layers", type=runs.positive_int, choices=[1, 2], default=1,
+                   help="1: z -> x; 2: z2 -> z1 -> x with z2 of size --z-dim, z1 of size --z1-dim, the networks between "
+                   "them of sizes --z-hidden, guide q(z1 | x) q(z2 | z1) (default: 1)")
+    p.add_argument("--z1-dim", type=runs.positive_int, default=100, help="two layers: size of z1 (default: 100)")
+    p.add_argument("--z-hidden", type=runs.positive_int, nargs="+", default=[100, 100],
+                   help="two layers: hidden layer sizes of p(z1 | z2) and q(z2 | z1) (default: 100 100)")
+    p.add_argument("--encoder", choices=list(ENCODERS), default="mlp",
+                   help="mlp: dense encoder and decoder; conv: stride-2 convolutions in the encoder (features of the last "
+                   "--hidden size), stride-1 convolutions and PixelShuffle in the decoder (default: mlp)")
     p.add_argument("--activation", default="tanh", help="activation of the hidden layers (default: tanh)")
     p.add_argument("--kl-warmup", type=runs.nonnegative_int, default=0,
                    help="steps over which beta rises linearly from 0 to 1 (default: 0, no annealing)")
@@ -125,15 +140,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.jit and (args.loss != "elbo" or args.guide not in JIT_GUIDES or args.kl_warmup):
         p.error(f"--jit compiles the mean-field ELBO for the {', '.join(JIT_GUIDES)} guides: it needs --loss elbo, "
                 f"one of those guides and no --kl-warmup (got --loss {args.loss} --guide {args.guide} --kl-warmup {args.kl_warmup})")
+    if args.stochastic_layers == 2 and (args.guide not in TWO_LAYER_GUIDES or args.encoder != "mlp"):
+        p.error(f"--stochastic-layers 2 takes --guide {' or '.join(TWO_LAYER_GUIDES)} and --encoder mlp "
+                f"(got --guide {args.guide} --encoder {args.encoder})")
+    if args.encoder == "conv" and args.guide not in CONV_GUIDES:
+        p.error(f"--encoder conv needs a guide family with an encoder, --guide one of {', '.join(CONV_GUIDES)} "
+                f"(got --guide {args.guide})")
+    if args.jit and (args.stochastic_layers != 1 or args.encoder != "mlp"):
+        p.error("--jit compiles the one-layer MLP VAE only (--stochastic-layers 1 --encoder mlp)")
     if args.init_from is not None and not Path(args.init_from).is_file():
         p.error(f"--init-from {args.init_from}: no such checkpoint file")
     return args
 
 
 @torch.no_grad()
-def encode(guide, x: torch.Tensor) -> torch.Tensor:
-    """One draw of z ~ q(z | x) per example, shape (N, z_dim)."""
-    return poutine.trace(guide).get_trace(x).nodes[guide.site]["value"]
+def encode(guide, x: torch.Tensor, site: str) -> torch.Tensor:
+    """One draw of the latent ``site`` from q(. | x) per example, shape (N, its size)."""
+    return poutine.trace(guide).get_trace(x).nodes[site]["value"]
 
 
 @torch.no_grad()
@@ -155,23 +178,24 @@ def save_figures(out, model, guide, history, x_test, y_test, side, args) -> list
 
     written = ["samples.png", "reconstructions.png", "training_curve.png"]
     grid(model.sample(64, mean=True), 8, 8, written[0], "samples: mean of p(x | z), z ~ N(0, I)")
-    z_test = encode(guide, x_test)  # all at once: a local guide's rows are the test examples in order
+    site = "z1" if args.stochastic_layers == 2 else "z"  # the latent x is drawn from
+    z_test = encode(guide, x_test, site)  # all at once: a local guide's rows are the test examples in order
     x = x_test[:10]
     recon = model.likelihood_dist(z_test[:10]).mean
-    grid(torch.cat([x, recon]), 2, 10, written[1], "top: test images; bottom: mean of p(x | z), z ~ q(z | x)")
+    grid(torch.cat([x, recon]), 2, 10, written[1], f"top: test images; bottom: mean of p(x | {site}), {site} ~ q({site} | x)")
 
     ax = history.plot(ylabel="negative ELBO (nats)" if args.loss == "elbo" else f"negative IWAE bound, K={args.particles} (nats)")
     fig = ax.figure
     fig.savefig(out / written[2], dpi=100, bbox_inches="tight")
     plt.close(fig)
 
-    if args.z_dim == 2:
+    if z_test.shape[-1] == 2:
         z = z_test.cpu()
         fig, ax = plt.subplots(figsize=(5, 5))
         sc = ax.scatter(z[:, 0], z[:, 1], c=None if y_test is None else y_test, cmap="tab10", s=6)
         if y_test is not None:
             fig.colorbar(sc, ax=ax, label="digit")
-        ax.set_title("test images in latent space: z ~ q(z | x)")
+        ax.set_title(f"test images in latent space: {site} ~ q({site} | x)")
         fig.savefig(out / "latent_scatter.png", dpi=100, bbox_inches="tight")
         plt.close(fig)
         written.append("latent_scatter.png")
@@ -197,8 +221,9 @@ def main(argv=None) -> dict:
         f"test {'hard ELBO' if not is_bound else 'ELBO'} {metrics['test_elbo']:.2f} nats, "
         f"test log p(x) {metrics['test_log_likelihood']:.2f} nats "
         f"(k={args.eval_samples}, {metrics['test_examples']} images), {metrics['bits_per_dim']:.4f} bits/dim, "
-        f"{metrics['seconds_per_epoch']:.2f} s/epoch; amortization gap {gap_text}, {metrics['active_units']}/{args.z_dim} active units "
-        f"({metrics['active_directions']} active directions)"
+        f"{metrics['seconds_per_epoch']:.2f} s/epoch; amortization gap {gap_text}, "
+        f"{metrics['active_units']}/{metrics['z_dim'] + (metrics['z1_dim'] or 0)} active units "
+        f"({metrics['active_directions']} active directions; per layer {metrics['active_units_per_layer']})"
     )
     print(f"wrote metrics.json and {len(metrics['figures'])} figures to {out.resolve()}")
     return metrics

@@ -155,6 +155,7 @@ VAE_RUN_KEYS = VAE_EVALUATION_KEYS | {
     "dataset", "device", "device_name", "epochs", "examples_per_second", "guide", "hidden", "history", "init_from",
     "jit", "loss", "objective", "particles", "peak_memory_mb", "pyro", "seconds_per_epoch", "seed", "torch",
     "train_examples", "train_seconds", "z_dim",
+    "stochastic_layers", "encoder", "z1_dim", "z_hidden", "active_units_per_layer", "parameters",  # issue 15
 }
 
 

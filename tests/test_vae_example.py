@@ -1,6 +1,7 @@
 """The main job, examples/vae.py, end to end (small runs)."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ def run_example(tmp_path, *flags):
 def test_quick_run_on_embedded_digits(tmp_path):
     out, metrics = run_example(tmp_path, "--quick")
     assert metrics["dataset"] == "digits" and metrics["test_examples"] == 200
+    assert metrics["stochastic_layers"] == 1 and metrics["encoder"] == "mlp" and metrics["z1_dim"] is None
     assert metrics["test_elbo"] < 0 and metrics["test_log_likelihood"] < 0
     # importance sampling with k=100 sits above the single-sample bound (up to its noise)
     assert metrics["test_log_likelihood"] > metrics["test_elbo"] - 0.5
@@ -87,3 +89,39 @@ def test_init_from_a_missing_file_is_a_clear_error(tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2 and "--init-from" in result.stderr and "none.pt" in result.stderr
+
+
+def _finite_record(metrics):
+    for key in ("test_elbo", "test_log_likelihood", "bits_per_dim", "seconds_per_epoch"):
+        assert math.isfinite(metrics[key]), key
+
+
+def test_quick_run_with_two_stochastic_layers(tmp_path):
+    out, metrics = run_example(tmp_path, "--quick", "--stochastic-layers", "2", "--z1-dim", "8", "--z-hidden", "16", "--epochs", "3")
+    assert metrics["stochastic_layers"] == 2 and metrics["encoder"] == "mlp" and metrics["z1_dim"] == 8
+    assert set(metrics["active_units_per_layer"]) == {"z1", "z2"}
+    assert metrics["active_units"] == sum(metrics["active_units_per_layer"].values())
+    assert len(metrics["latent_mean_variances"]) == 8 + metrics["z_dim"]
+    _finite_record(metrics)
+    assert (out / "reconstructions.png").stat().st_size > 1000
+
+
+def test_quick_run_of_the_convolutional_vae(tmp_path):
+    _, metrics = run_example(tmp_path, "--quick", "--encoder", "conv", "--epochs", "3")
+    assert metrics["encoder"] == "conv" and metrics["stochastic_layers"] == 1
+    assert metrics["active_units_per_layer"] == {"z": metrics["active_units"]}
+    _finite_record(metrics)
+    assert metrics["parameters"]["model"] > 0 and metrics["parameters"]["guide"] > 0
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--stochastic-layers", "2", "--guide", "iaf"], "--stochastic-layers 2"),
+    (["--stochastic-layers", "2", "--encoder", "conv"], "--encoder conv"),
+    (["--encoder", "conv", "--guide", "local"], "--encoder conv"),
+    (["--encoder", "conv", "--jit"], "--jit"),
+    (["--stochastic-layers", "3"], "--stochastic-layers"),
+])
+def test_layers_and_encoder_are_checked_when_parsed(tmp_path, flags, named):
+    result = subprocess.run([sys.executable, str(EXAMPLE), "--quick", *flags, "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and named in result.stderr

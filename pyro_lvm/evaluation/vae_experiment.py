@@ -1,7 +1,10 @@
 """One run of the deep latent Gaussian model: data, model, guide family, objective, training, evaluation.
 
-:func:`run_vae_experiment` trains :class:`~pyro_lvm.models.DeepLatentGaussian` with one guide
-family and objective and evaluates it with :func:`evaluate_latent_gaussian`; its ``metrics`` are
+:func:`run_vae_experiment` trains :class:`~pyro_lvm.models.DeepLatentGaussian` (or, with
+``stochastic_layers=2``, :class:`~pyro_lvm.models.HierarchicalDeepLatentGaussian`; with
+``encoder="conv"``, :class:`~pyro_lvm.models.ConvDeepLatentGaussian` and a
+:class:`~pyro_lvm.guides.conv_encoder.ConvEncoder`) with one guide family and objective and
+evaluates it with :func:`evaluate_latent_gaussian`; its ``metrics`` are
 the record ``examples/vae.py`` writes to ``metrics.json``. ``examples/vae.py`` runs one from its
 command line and draws the figures; ``benchmarks/guide_families.py`` runs one per family, in
 the same process.
@@ -28,7 +31,7 @@ from pyro_lvm.evaluation.latent_gaussian import (
     LatentGaussianEvaluation,
     evaluate_latent_gaussian,
 )
-from pyro_lvm.guides import make_guide
+from pyro_lvm.guides import AmortizedSite, ConvEncoder, LatentGuide, NormalHead, make_guide
 from pyro_lvm.infer import (
     History,
     JitTraceMeanField_ELBO,
@@ -37,14 +40,33 @@ from pyro_lvm.infer import (
     load_weights,
     train,
 )
-from pyro_lvm.models import DeepLatentGaussian
+from pyro_lvm.models import ConvDeepLatentGaussian, DeepLatentGaussian, HierarchicalDeepLatentGaussian
 
-__all__ = ["DATASETS", "JIT_GUIDES", "VAEData", "VAEExperiment", "VAEExperimentResult", "load_vae_data", "run_vae_experiment"]
+__all__ = [
+    "CONV_GUIDES",
+    "DATASETS",
+    "ENCODERS",
+    "JIT_GUIDES",
+    "TWO_LAYER_GUIDES",
+    "VAEData",
+    "VAEExperiment",
+    "VAEExperimentResult",
+    "load_vae_data",
+    "run_vae_experiment",
+]
 
 #: The data sets a run can use.
 DATASETS = ("binarized_mnist", "digits", "mnist")
 #: Guide families whose programs compile with ``torch.jit.trace`` (mvn and lowrank do not).
 JIT_GUIDES = ("normal", "delta")
+#: The networks of a run: ``"mlp"`` (dense encoder and decoder) or ``"conv"`` (a convolutional VAE).
+ENCODERS = ("mlp", "conv")
+#: Guide families that take the convolutional encoder: every family with an encoder.
+CONV_GUIDES = ("delta", "iaf", "lowrank", "mvn", "normal", "semi")
+#: Guide families of the two-stochastic-layer story (a ``q(z1 | x) q(z2 | z1)`` of that family).
+TWO_LAYER_GUIDES = ("normal",)
+#: The convolutional VAE's channels: the encoder's stride-2 convolutions and the decoder's (C0, C1).
+CONV_ENCODER_CHANNELS, CONV_DECODER_CHANNELS = (16, 32), (64, 32)
 
 
 @dataclass
@@ -95,8 +117,12 @@ class VAEExperiment:
     guide: str = "normal"  #: a family of :data:`~pyro_lvm.guides.GUIDE_FAMILIES`
     loss: str = "elbo"  #: ``"elbo"`` or ``"iwae"`` (RenyiELBO, alpha=0, with ``particles`` samples)
     particles: int = 1
-    z_dim: int = 2
-    hidden: list[int] = field(default_factory=lambda: [200, 200])
+    z_dim: int = 2  #: the latent size; with two stochastic layers, the top layer's (z2)
+    hidden: list[int] = field(default_factory=lambda: [200, 200])  #: conv: the last is the encoder's feature size
+    stochastic_layers: int = 1  #: 1: z -> x; 2: z2 -> z1 -> x (Burda et al.'s two-layer model)
+    z1_dim: int = 100  #: two layers: size of z1
+    z_hidden: list[int] = field(default_factory=lambda: [100, 100])  #: two layers: hidden sizes between z1 and z2
+    encoder: str = "mlp"  #: one of :data:`ENCODERS`
     activation: str = "tanh"
     rank: int = 2  #: lowrank guide
     flows: int = 2  #: iaf guide
@@ -120,6 +146,17 @@ class VAEExperiment:
     init_from: str | None = None  #: another run's checkpoint to start from
 
     def __post_init__(self) -> None:
+        if self.stochastic_layers not in (1, 2):
+            raise ValueError(f"stochastic_layers must be 1 or 2, got {self.stochastic_layers!r}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r}; expected one of {list(ENCODERS)}")
+        if self.stochastic_layers == 2 and (self.guide not in TWO_LAYER_GUIDES or self.encoder != "mlp"):
+            raise ValueError(f"two stochastic layers take the guide {' or '.join(TWO_LAYER_GUIDES)} and the mlp encoder "
+                             f"(got guide {self.guide!r}, encoder {self.encoder!r})")
+        if self.encoder == "conv" and self.guide not in CONV_GUIDES:
+            raise ValueError(f"the conv encoder needs a guide family with an encoder, one of {list(CONV_GUIDES)}; got {self.guide!r}")
+        if self.jit and (self.stochastic_layers != 1 or self.encoder != "mlp"):
+            raise ValueError("jit compiles the one-layer MLP VAE only (stochastic_layers 1, encoder 'mlp')")
         if self.guide == "delta" and self.loss == "iwae":
             raise ValueError("guide 'delta' has no density (it trains the hard ELBO); loss 'iwae' needs a guide with one")
         if self.jit and (self.loss != "elbo" or self.guide not in JIT_GUIDES or self.kl_warmup):
@@ -152,16 +189,40 @@ def _loss(e: VAEExperiment) -> pyro.infer.ELBO:
     return pyro.infer.TraceMeanField_ELBO(num_particles=e.particles, vectorize_particles=e.particles > 1, max_plate_nesting=1)
 
 
-def _guide(e: VAEExperiment, model: DeepLatentGaussian, data_dim: int, num_train: int) -> torch.nn.Module:
+def _model(e: VAEExperiment, data: VAEData) -> DeepLatentGaussian:
+    """The story of this run: one or two stochastic layers, MLP or convolutional networks."""
+    bias = DeepLatentGaussian.output_bias_from_data(data.x_train)
+    if e.encoder == "conv":
+        return ConvDeepLatentGaussian(data.side, e.z_dim, CONV_DECODER_CHANNELS, e.activation, output_bias=bias)
+    if e.stochastic_layers == 2:
+        return HierarchicalDeepLatentGaussian(data.x_train.shape[1], e.z1_dim, e.z_dim, e.hidden, e.z_hidden, e.activation,
+                                              output_bias=bias)
+    return DeepLatentGaussian(data.x_train.shape[1], e.z_dim, e.hidden, e.activation, output_bias=bias)
+
+
+def _guide(e: VAEExperiment, model: DeepLatentGaussian, data: VAEData) -> torch.nn.Module:
     """The guide family with this run's encoder architecture and family options."""
-    encoder = {"hidden_dims": e.hidden, "activation": e.activation}
+    data_dim, num_train = data.x_train.shape[1], len(data.x_train)
+    if e.stochastic_layers == 2:  # q(z1 | x) q(z2 | z1), the mirror of the story's networks
+        return LatentGuide([
+            AmortizedSite("z1", NormalHead(e.z1_dim), inputs=("x",), input_dims=(data_dim,), hidden_dims=e.hidden,
+                          activation=e.activation),
+            AmortizedSite("z2", NormalHead(e.z_dim), inputs=("z1",), input_dims=(e.z1_dim,), hidden_dims=e.z_hidden,
+                          activation=e.activation),
+        ], model=model.forward)  # the story's signature (x, index)
+    encoder = ({"encoder": ConvEncoder(data.side, CONV_ENCODER_CHANNELS, e.hidden[-1], e.activation)} if e.encoder == "conv"
+               else {"hidden_dims": e.hidden, "activation": e.activation})  # the family's output layer reads its features
     options = {
         "lowrank": {**encoder, "rank": e.rank},
         "iaf": {**encoder, "num_flows": e.flows},
         "semi": {**encoder, "model": model.model, "refine_steps": e.refine_steps, "refine_lr": e.refine_lr},
-        "local": {"num_examples": num_train},
+        "local": {"num_examples": num_train, "model": model.model},  # binds the ids to the model's argument index
     }.get(e.guide, encoder)
     return make_guide(e.guide, data_dim, e.z_dim, **options)
+
+
+def _parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -188,12 +249,9 @@ def _run(e: VAEExperiment, data: VAEData, progress: bool) -> VAEExperimentResult
     x_train, x_test = data.x_train, data.x_test
     if e.eval_examples is not None and e.eval_examples > len(x_test):
         raise ValueError(f"eval_examples {e.eval_examples}: {e.dataset} has only {len(x_test)} test examples")
-    data_dim = x_train.shape[1]
-
     pyro.clear_param_store()
-    bias = DeepLatentGaussian.output_bias_from_data(x_train)
-    model = DeepLatentGaussian(data_dim, e.z_dim, e.hidden, e.activation, output_bias=bias)
-    guide = _guide(e, model, data_dim, len(x_train))
+    model = _model(e, data)
+    guide = _guide(e, model, data)
     pretrained = None if e.init_from is None else load_weights(e.init_from, model.model, guide)
     local = e.guide == "local"  # its model and guide calls carry the example ids
     optimizer = pyro.optim.ExponentialLR({"optimizer": torch.optim.Adam, "optim_args": {"lr": e.lr}, "gamma": e.lr_decay})
@@ -213,7 +271,7 @@ def _run(e: VAEExperiment, data: VAEData, progress: bool) -> VAEExperimentResult
     guide.eval()
     evaluation = evaluate_latent_gaussian(
         model.model, guide, x_eval, num_samples=e.eval_samples, gap_examples=e.gap_examples,
-        gap_steps=e.gap_steps, local_steps=e.local_steps,
+        gap_steps=e.gap_steps, local_steps=e.local_steps, latent_sites=model.latent_sites if e.stochastic_layers == 2 else None,
     )
     is_bound = evaluation.test_elbo_is_bound
     metrics = {
@@ -224,11 +282,17 @@ def _run(e: VAEExperiment, data: VAEData, progress: bool) -> VAEExperimentResult
         "jit": e.jit,
         "z_dim": e.z_dim,
         "hidden": e.hidden,
+        "stochastic_layers": e.stochastic_layers,
+        "encoder": e.encoder,
+        "z1_dim": e.z1_dim if e.stochastic_layers == 2 else None,
+        "z_hidden": e.z_hidden if e.stochastic_layers == 2 else None,
+        "parameters": {"model": _parameters(model), "guide": _parameters(guide)},
         "epochs": e.epochs,
         "train_examples": len(x_train),
         "objective": ("hard ELBO (rate-distortion: no entropy term; not a bound on log p(x))" if not is_bound
                       else "ELBO" if e.loss == "elbo" else f"IWAE bound, K={e.particles}"),
         **evaluation.to_dict(),
+        "active_units_per_layer": evaluation.active_units_per_layer,
         "train_seconds": train_seconds,
         "seconds_per_epoch": train_seconds / max(1, len(history.epochs)),
         "examples_per_second": len(x_train) * len(history.epochs) / train_seconds,

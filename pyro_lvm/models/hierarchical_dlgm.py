@@ -14,6 +14,7 @@ sites.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 import pyro
 import pyro.distributions as dist
@@ -95,6 +96,11 @@ class HierarchicalDeepLatentGaussian(DeepLatentGaussian):
             z1 = pyro.sample("z1", self.z1_dist(z2))
             pyro.sample("x", self.likelihood_dist(z1), obs=x)
         return z1, z2
+
+    def guide(self, *data: Any, **kwargs: Any) -> NoReturn:
+        """None of its own: ``z1`` and ``z2`` are continuous, so build ``q(z1 | x) q(z2 | z1)`` from :mod:`pyro_lvm.guides`."""
+        raise self.cannot("guide", "z1 and z2 are continuous; build q(z1 | x) q(z2 | z1) from pyro_lvm.guides "
+                                   "(a LatentGuide of two AmortizedSites, the second reading 'z1')")
 
     @torch.no_grad()
     def posterior(
