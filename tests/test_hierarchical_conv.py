@@ -17,7 +17,7 @@ from pyro.nn import PyroModule
 from pyro.poutine.runtime import _PYRO_STACK
 
 from pyro_lvm.evaluation.latent_gaussian import evaluate_latent_gaussian, layer_means
-from pyro_lvm.guides.conv_encoder import ConvEncoder
+from pyro_lvm.guides import AmortizedSite, ConvEncoder, LatentGuide, NormalHead, make_guide
 from pyro_lvm.infer import importance_log_likelihood, log_importance_weights
 from pyro_lvm.models import ConvDeepLatentGaussian, HierarchicalDeepLatentGaussian
 from pyro_lvm.models.conv_dlgm import ConvDecoder
@@ -84,9 +84,16 @@ def test_two_layer_linear_gaussian_log_likelihood_is_the_closed_form_under_the_e
     assert torch.allclose(log_w, marginal.log_prob(x).expand(5, -1), atol=1e-8)
 
 
-def test_two_layer_story_sites_shapes_and_questions():
+def package_two_layer_guide(model):
+    """q(z1 | x) q(z2 | z1) from pyro_lvm.guides: two amortized sites, the second reading the first's latent."""
+    return LatentGuide([AmortizedSite("z1", NormalHead(3), inputs=("x",), input_dims=(6,), hidden_dims=(8,)),
+                        AmortizedSite("z2", NormalHead(2), inputs=("z1",), input_dims=(3,), hidden_dims=(8,))], model=model.forward)
+
+
+@pytest.mark.parametrize("package_guide", [False, True])
+def test_two_layer_story_sites_shapes_and_questions(package_guide):
     model = HierarchicalDeepLatentGaussian(6, 3, 2, hidden_dims=(5,), z_hidden_dims=(4,))
-    guide = TwoLayerGuide(6, 3, 2)
+    guide = package_two_layer_guide(model) if package_guide else TwoLayerGuide(6, 3, 2)
     x = torch.bernoulli(torch.full((4, 6), 0.3))
     trace = pyro.poutine.trace(model.model).get_trace(x)
     assert trace.nodes["z2"]["value"].shape == (4, 2) and trace.nodes["z1"]["value"].shape == (4, 3)
@@ -119,20 +126,9 @@ def test_conv_decoder_and_encoder_keep_leading_sample_dims(side):
         encoder(torch.rand(2, side * side + 1))
 
 
-class ConvGuide(PyroModule):
-    """A hand-written ``q(z | x)``: a ConvEncoder and a linear layer to a diagonal Gaussian."""
-
-    def __init__(self, side, z_dim):
-        super().__init__()
-        self.encoder, self.head = ConvEncoder(side, (4, 8), feature_dim=6), torch.nn.Linear(6, 2 * z_dim)
-
-    def q(self, x):
-        loc, raw = self.head(self.encoder(x)).chunk(2, dim=-1)
-        return dist.Normal(loc, F.softplus(raw) + 1e-5).to_event(1)
-
-    def forward(self, x, index=None):
-        with pyro.plate("data", x.shape[0], dim=-1):
-            pyro.sample("z", self.q(x))
+def conv_guide(side, z_dim):
+    """The package's diagonal-Gaussian family over a ConvEncoder (its output layer reads the features)."""
+    return make_guide("normal", side * side, z_dim, encoder=ConvEncoder(side, (4, 8), feature_dim=6))
 
 
 def test_conv_model_log_weights_equal_the_particle_by_particle_computation():
@@ -148,7 +144,7 @@ def test_conv_model_log_weights_equal_the_particle_by_particle_computation():
     log_w = log_importance_weights(model.model, points, x, num_samples=4)  # the evaluator's particle plate
     by_particle = torch.stack([model.prior().log_prob(z[s]) + model.likelihood_dist(z[s]).log_prob(x) for s in range(4)])
     assert torch.allclose(log_w, by_particle, atol=1e-4)
-    ll = importance_log_likelihood(model.model, ConvGuide(8, 3), x, num_samples=40, chunk_size=16)
+    ll = importance_log_likelihood(model.model, conv_guide(8, 3), x, num_samples=40, chunk_size=16)
     assert ll.shape == (5,) and torch.isfinite(ll).all()
 
 

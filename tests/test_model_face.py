@@ -76,10 +76,10 @@ def _hierarchical_dlgm_case():
 
 
 def _conv_dlgm_case():
-    from test_hierarchical_conv import ConvGuide
+    from test_hierarchical_conv import conv_guide
 
     data = (torch.bernoulli(torch.full((4, 64), 0.3)),)
-    return pyro_lvm.models.ConvDeepLatentGaussian(8, 3, (8, 4)), data, (), {"guide": ConvGuide(8, 3)}
+    return pyro_lvm.models.ConvDeepLatentGaussian(8, 3, (8, 4)), data, (), {"guide": conv_guide(8, 3)}
 
 
 def _attention_case(cls):
