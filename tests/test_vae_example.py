@@ -100,6 +100,7 @@ def test_quick_run_with_two_stochastic_layers(tmp_path):
     out, metrics = run_example(tmp_path, "--quick", "--stochastic-layers", "2", "--z1-dim", "8", "--z-hidden", "16", "--epochs", "3")
     assert metrics["stochastic_layers"] == 2 and metrics["encoder"] == "mlp" and metrics["z1_dim"] == 8
     assert set(metrics["active_units_per_layer"]) == {"z1", "z2"}
+    assert math.isfinite(metrics["amortization_gap"])  # q(z1 | x) optimized per example, q(z2 | z1) kept
     assert metrics["active_units"] == sum(metrics["active_units_per_layer"].values())
     assert len(metrics["latent_mean_variances"]) == 8 + metrics["z_dim"]
     _finite_record(metrics)

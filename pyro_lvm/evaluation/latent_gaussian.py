@@ -26,7 +26,7 @@ from pyro import poutine
 from pyro_lvm.evaluation.chunked import chunked_log_likelihood
 from pyro_lvm.evaluation.new_examples import guide_for_examples
 from pyro_lvm.evaluation.proposal import likelihood_proposal
-from pyro_lvm.guides import AmortizedGuide
+from pyro_lvm.guides import LatentGuide, LocalGuide
 from pyro_lvm.infer import (
     active_directions,
     active_units,
@@ -110,8 +110,8 @@ def evaluate_latent_gaussian(
     :param num_samples: importance samples per example for ``log p(x_n)``, drawn
         ``chunk_examples`` examples and at most ``max_weights`` weights at a time.
     :param elbo_samples: samples per example of the test ELBO.
-    :param gap_examples: the first this many examples measure the amortization gap (encoder
-        families only), with ``gap_steps`` Adam steps per example.
+    :param gap_examples: the first this many examples measure the amortization gap (guides of
+        :mod:`pyro_lvm.guides` with an encoder, several sites too), with ``gap_steps`` Adam steps per example.
     :param latent_sites: the guide's latent sites whose active units are counted, layer by layer
         (e.g. ``("z1", "z2")``); ``None``: the one site ``guide.site``.
     :returns: the :class:`LatentGaussianEvaluation`; its ``to_dict()`` is the record.
@@ -123,7 +123,7 @@ def evaluate_latent_gaussian(
     ll = chunked_log_likelihood(model, proposal, x, num_samples=num_samples, chunk_examples=chunk_examples,
                                 max_weights=max_weights)
     gap = None
-    if isinstance(guide, AmortizedGuide):  # a local guide has no encoder, hence no amortization gap
+    if isinstance(guide, LatentGuide) and not isinstance(guide, LocalGuide):  # a local guide has no encoder, hence no gap
         gap = amortization_gap(model, guide, x[:gap_examples], steps=gap_steps)
     per_site = {guide.site: posterior_means(eval_guide, x)} if latent_sites is None else layer_means(eval_guide, x, latent_sites)
     units = {site: active_units(m) for site, m in per_site.items()}
