@@ -220,3 +220,17 @@ def test_bad_input_is_named(float64):
                           model=hierarchy.model)
     with pytest.raises(ValueError, match=r"does not sample \['z2'\]"):
         check_guide_sites(hierarchy.model, only_z1, hierarchy.sample(4))
+
+
+def test_images_with_a_channel_dim_are_read_per_example():
+    """(N, 1, 28, 28) images with input_dim=784 are N examples, as the model is called with them; latents
+    with leading sample dims (S, N, d) keep S and N."""
+    from pyro_lvm.guides.encoders import flatten_event
+
+    images = torch.rand(5, 1, 28, 28)
+    assert flatten_event(images, 784).shape == (5, 784)
+    assert torch.equal(flatten_event(images, 784), images.reshape(5, 784))
+    assert flatten_event(torch.rand(7, 5, 3), 3).shape == (7, 5, 3)
+    guide = make_guide("normal", 784, 4, hidden_dims=(16,))
+    z = pyro.poutine.trace(guide).get_trace(images.round()).nodes["z"]["value"]
+    assert z.shape == (5, 4)
