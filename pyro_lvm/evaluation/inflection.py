@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 
 import pyro
 import torch
-from pyro.infer import Trace_ELBO, TraceEnum_ELBO
+from pyro.infer import ELBO, Trace_ELBO, TraceEnum_ELBO
 
 from pyro_lvm.data.sigmorphon import Vocabulary, encode_inflections, inflection_scores, load_sigmorphon
 from pyro_lvm.infer import HardEM, LambdaCallback, train
@@ -28,6 +29,9 @@ from pyro_lvm.models.attention import (
 __all__ = [
     "KINDS", "SETTINGS", "alignment_probs", "build_inflector", "evaluate_inflector", "prepare_inflection", "run_inflection", "trim_words",
 ]
+
+Inflector = HardAttentionInflector | MonotonicAttentionInflector | SoftAttentionInflector
+"""The attention stories :func:`build_inflector` makes."""
 
 KINDS = ("soft", "exact", "hardem", "variational", "monotonic")
 SETTINGS = {"high": "train-high", "medium": "train-medium", "low": "train-low"}
@@ -54,8 +58,12 @@ def trim_words(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return src[:, : int(src_len.max())], src_len, tgt[:, : int(tgt_len.max())], tgt_len
 
 
-def build_inflector(kind: str, source_size: int, target_size: int, embed: int = 32, hidden: int = 64, max_output_length: int = 64):
-    """The story, guide and objective of ``kind`` (one of :data:`KINDS`), with the same network sizes for all."""
+def build_inflector(kind: str, source_size: int, target_size: int, embed: int = 32, hidden: int = 64,
+                    max_output_length: int = 64) -> tuple[Inflector, Callable[..., None], ELBO]:
+    """The story, guide and objective of ``kind`` (one of :data:`KINDS`), with the same network sizes for all.
+
+    The guide is the story's empty guide, or a :class:`~pyro_lvm.models.VariationalAttentionGuide` for ``"variational"``.
+    """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
     cls = {"soft": SoftAttentionInflector, "monotonic": MonotonicAttentionInflector}.get(kind, HardAttentionInflector)
@@ -68,7 +76,7 @@ def build_inflector(kind: str, source_size: int, target_size: int, embed: int = 
 
 
 @torch.no_grad()
-def alignment_probs(model, src, src_len, tgt, tgt_len) -> torch.Tensor:
+def alignment_probs(model: Inflector, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor, tgt_len: torch.Tensor) -> torch.Tensor:
     """``p(a_t = j | x, y)`` (N, T, S) of a latent story, or the soft attention weights of the baseline."""
     if isinstance(model, SoftAttentionInflector):
         return model.attention(src, src_len, tgt)
@@ -76,7 +84,7 @@ def alignment_probs(model, src, src_len, tgt, tgt_len) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_inflector(model, tensors: tuple[torch.Tensor, ...], gold: list[str], targets: Vocabulary,
+def evaluate_inflector(model: Inflector, tensors: tuple[torch.Tensor, ...], gold: list[str], targets: Vocabulary,
                        beam_width: int = 4, batch_size: int = 256) -> dict:
     """Accuracy and mean Levenshtein distance of the beam-search outputs, the exact test NLL (nats per
     word), per-character perplexity (``<eos>`` counted) and the mean entropy (nats) of the alignment

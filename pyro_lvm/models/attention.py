@@ -22,6 +22,8 @@ Shapes: ``src`` (N, S) and ``src_len`` (N,), ``tgt`` (N, T) and ``tgt_len`` (N,)
 
 from __future__ import annotations
 
+from typing import Any, NoReturn
+
 import pyro
 import pyro.distributions as dist
 import torch
@@ -40,7 +42,8 @@ __all__ = ["HardAttentionInflector", "MonotonicAttentionInflector", "SoftAttenti
 EOS = 0
 
 
-def check_words(src, src_len, tgt=None, tgt_len=None, max_output_length: int | None = None, target_size: int | None = None) -> None:
+def check_words(src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor | None = None, tgt_len: torch.Tensor | None = None,
+                max_output_length: int | None = None, target_size: int | None = None) -> None:
     """Raise ``ValueError`` unless the tensors are padded words as :func:`~pyro_lvm.data.encode_inflections` makes them."""
     for name, t, dims in (("src", src, 2), ("src_len", src_len, 1), ("tgt", tgt, 2), ("tgt_len", tgt_len, 1)):
         if t is not None and (not torch.is_tensor(t) or t.dtype != torch.long or t.dim() != dims):
@@ -99,7 +102,9 @@ class _Inflector(LatentVariableModel):
         """The most output steps: ``a_t`` ranges over the source positions of each word, one per step."""
         return self.max_output_length
 
-    def check(self, src, src_len, tgt=None, tgt_len=None) -> None:
+    def check(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor | None = None,
+              tgt_len: torch.Tensor | None = None) -> None:
+        """Raise ``ValueError`` unless the words fit this story (:func:`check_words` with its limits)."""
         check_words(src, src_len, tgt, tgt_len, self.max_output_length, self.target_size)
 
     def start(self, src: torch.Tensor, src_len: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -118,7 +123,8 @@ class _Inflector(LatentVariableModel):
         emit = self.nets.emissions(out, enc)[:, 0]
         return (log_pa.unsqueeze(-1) + emit).logsumexp(-2), (enc, mask, h[0], c[0], log_pa, emit)
 
-    def _prior(self, out, enc, mask, log_pa, emit, tokens) -> torch.Tensor:
+    def _prior(self, out: torch.Tensor, enc: torch.Tensor, mask: torch.Tensor, log_pa: torch.Tensor, emit: torch.Tensor,
+               tokens: torch.Tensor) -> torch.Tensor:
         """``log p(a_t | y_<t, x)`` (R, S) for decoder output ``out`` (R, 1, H), given the previous step's ``log_pa`` and ``emit``."""
         return self.nets.attention_logits(out, enc, mask)[:, 0].log_softmax(-1)
 
@@ -130,7 +136,8 @@ class _Inflector(LatentVariableModel):
         return outputs[:, 0], scores[:, 0]
 
     @torch.no_grad()
-    def sample(self, num_samples: int, src: torch.Tensor, src_len: torch.Tensor, return_latents: bool = False):
+    def sample(self, num_samples: int, src: torch.Tensor, src_len: torch.Tensor,
+               return_latents: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Outputs ``y ~ p(y | x)``: (num_samples, N, max_output_length), ``<eos>`` after the end (an
         output that reaches the decoder's limit is cut there: its last step is ``<eos>``); with
         ``return_latents`` the alignments too (same shape, 0 past the end)."""
@@ -152,7 +159,7 @@ class _Inflector(LatentVariableModel):
         y = torch.stack(ys, -1).view(num_samples, n, -1)
         return (y, torch.stack(latents, -1).view(num_samples, n, -1)) if return_latents else y
 
-    def _draw(self, state) -> tuple[torch.Tensor, torch.Tensor]:
+    def _draw(self, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """An alignment and an output drawn from the step's ``p(a_t)`` and ``p(y_t | a_t)``."""
         a = dist.Categorical(logits=state[4]).sample()
         return a, dist.Categorical(logits=state[5][torch.arange(a.size(0)), a]).sample()
@@ -168,13 +175,13 @@ class HardAttentionInflector(_Inflector):
     :param max_output_length: the decoder's limit on output steps (``<eos>`` included).
     """
 
-    def alignment_scores(self, src, src_len, tgt) -> tuple[torch.Tensor, torch.Tensor]:
+    def alignment_scores(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``log p(a_t = j | y_<t, x)`` (N, T, S) and ``log p(y_t = v | a_t = j, y_<t, x)`` (N, T, S, V)."""
         enc, mask = self.nets.encode(src, src_len)
         h = self.nets.teacher_forced(tgt)
         return self.nets.attention_logits(h, enc, mask).log_softmax(-1), self.nets.emissions(h, enc)
 
-    def forward(self, src, src_len, tgt, tgt_len) -> torch.Tensor:
+    def forward(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor, tgt_len: torch.Tensor) -> torch.Tensor:
         """The story for words ``src`` with outputs ``tgt`` (see the class docstring); returns ``y`` (N, T)."""
         self.check(src, src_len, tgt, tgt_len)
         log_prior, log_emit = self.alignment_scores(src, src_len, tgt)
@@ -183,23 +190,23 @@ class HardAttentionInflector(_Inflector):
             a = pyro.sample("a", dist.Categorical(logits=log_prior), infer={"enumerate": "parallel"})
             return pyro.sample("y", dist.Categorical(logits=Vindex(log_emit)[..., a, :]), obs=tgt)
 
-    def _joint(self, src, src_len, tgt, tgt_len) -> torch.Tensor:
+    def _joint(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor, tgt_len: torch.Tensor) -> torch.Tensor:
         """``log p(a_t = j, y_t | y_<t, x)`` (N, T, S)."""
         self.check(src, src_len, tgt, tgt_len)
         log_prior, log_emit = self.alignment_scores(src, src_len, tgt)
         return log_prior + log_emit.gather(-1, tgt[:, :, None, None].expand(*log_prior.shape, 1)).squeeze(-1)
 
     @torch.no_grad()
-    def posterior(self, src, src_len, tgt, tgt_len) -> dist.Categorical:
+    def posterior(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor, tgt_len: torch.Tensor) -> dist.Categorical:
         """``p(a_t | x, y)`` per output step: batch shape (N, T) over S positions (a point mass on 0 past each length)."""
         return _entropy_safe(self._joint(src, src_len, tgt, tgt_len).log_softmax(-1), _steps(tgt, tgt_len))
 
     @torch.no_grad()
-    def map_latents(self, src, src_len, tgt, tgt_len) -> torch.Tensor:
+    def map_latents(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor, tgt_len: torch.Tensor) -> torch.Tensor:
         """The MAP alignment, int64 (N, T): each step's most probable source position."""
         return self.posterior(src, src_len, tgt, tgt_len).logits.argmax(-1)
 
-    def log_likelihood(self, src, src_len, tgt, tgt_len) -> torch.Tensor:
+    def log_likelihood(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor, tgt_len: torch.Tensor) -> torch.Tensor:
         """The exact ``log p(y | x)`` per word, (N,) nats (differentiable)."""
         return (self._joint(src, src_len, tgt, tgt_len).logsumexp(-1) * _steps(tgt, tgt_len)).sum(-1)
 
@@ -215,7 +222,7 @@ class MonotonicAttentionInflector(_Inflector):
     max_plate_nesting = 1
     latent_sites = ()
 
-    def chain(self, src, src_len, tgt) -> tuple[torch.Tensor, DenseTransition, torch.Tensor]:
+    def chain(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor) -> tuple[torch.Tensor, DenseTransition, torch.Tensor]:
         """The alignment chain: ``init`` (N, S), the transitions (N, T, S, S) and the emissions ``log p(y_t | a_t = j)`` (T, N, S)."""
         enc, mask = self.nets.encode(src, src_len)
         h = self.nets.teacher_forced(tgt)
@@ -223,28 +230,29 @@ class MonotonicAttentionInflector(_Inflector):
         emit = self.nets.emissions(h, enc).gather(-1, tgt[:, :, None, None].expand(*trans.shape[:3], 1)).squeeze(-1)
         return trans[:, 0, 0], DenseTransition(trans), emit.transpose(0, 1)
 
-    def _prior(self, out, enc, mask, log_pa, emit, tokens) -> torch.Tensor:
+    def _prior(self, out: torch.Tensor, enc: torch.Tensor, mask: torch.Tensor, log_pa: torch.Tensor, emit: torch.Tensor,
+               tokens: torch.Tensor) -> torch.Tensor:
         # the previous step's posterior given its output (the first step's token, <bos>, reads emit = 0)
         index = tokens.clamp(max=emit.size(-1) - 1)[:, None, None].expand(*log_pa.shape, 1)
         seen = (log_pa + emit.gather(-1, index)[..., 0]).log_softmax(-1)
         trans = monotonic_transitions(self.nets.attention_logits(out, enc, mask))[:, 0]
         return (seen.unsqueeze(-1) + trans).logsumexp(-2)
 
-    def forward(self, src, src_len, tgt, tgt_len) -> torch.Tensor:
+    def forward(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor, tgt_len: torch.Tensor) -> torch.Tensor:
         """The story: the factor ``log p(y | x)`` per word; returns it, (N,)."""
         log_lik = self.log_likelihood(src, src_len, tgt, tgt_len)
         with pyro.plate("words", src.size(0), dim=-1):
             pyro.factor("y", log_lik)
         return log_lik
 
-    def log_likelihood(self, src, src_len, tgt, tgt_len) -> torch.Tensor:
+    def log_likelihood(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor, tgt_len: torch.Tensor) -> torch.Tensor:
         """The exact ``log p(y | x)`` per word, (N,) nats: the chain's forward recursion (differentiable)."""
         self.check(src, src_len, tgt, tgt_len)
         init, trans, emit = self.chain(src, src_len, tgt)
         return chain_total(chain_forward(init, emit, trans, tgt_len), torch.zeros_like(init))
 
     @torch.no_grad()
-    def posterior(self, src, src_len, tgt, tgt_len) -> dist.Categorical:
+    def posterior(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor, tgt_len: torch.Tensor) -> dist.Categorical:
         """``p(a_t | x, y)`` per output step by forward-backward: batch shape (N, T) (a point mass on 0 past each length)."""
         self.check(src, src_len, tgt, tgt_len)
         init, trans, emit = self.chain(src, src_len, tgt)
@@ -252,7 +260,7 @@ class MonotonicAttentionInflector(_Inflector):
         return _entropy_safe(probs.clamp(min=1e-38).log(), _steps(tgt, tgt_len))
 
     @torch.no_grad()
-    def map_latents(self, src, src_len, tgt, tgt_len) -> torch.Tensor:
+    def map_latents(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor, tgt_len: torch.Tensor) -> torch.Tensor:
         """The Viterbi alignment, int64 (N, T) (the last position repeated past each length)."""
         self.check(src, src_len, tgt, tgt_len)
         init, trans, emit = self.chain(src, src_len, tgt)
@@ -274,48 +282,50 @@ class SoftAttentionInflector(_Inflector):
         """0: no latent variables."""
         return 0
 
-    def attention(self, src, src_len, tgt) -> torch.Tensor:
+    def attention(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
         """The attention weights ``alpha`` (N, T, S)."""
         enc, mask = self.nets.encode(src, src_len)
         return self.nets.attention_logits(self.nets.teacher_forced(tgt), enc, mask).softmax(-1)
 
-    def _log_probs(self, src, src_len, tgt, tgt_len) -> torch.Tensor:
+    def _log_probs(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor, tgt_len: torch.Tensor) -> torch.Tensor:
+        """``log p(y_t = v | y_<t, x)`` (N, T, V) under the soft attention, teacher-forced."""
         self.check(src, src_len, tgt, tgt_len)
         enc, mask = self.nets.encode(src, src_len)
         h = self.nets.teacher_forced(tgt)
         return self.nets.soft_output(h, enc, self.nets.attention_logits(h, enc, mask).softmax(-1))
 
-    def forward(self, src, src_len, tgt, tgt_len) -> torch.Tensor:
+    def forward(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor, tgt_len: torch.Tensor) -> torch.Tensor:
         """The story (see the class docstring); returns ``y`` (N, T)."""
         log_probs = self._log_probs(src, src_len, tgt, tgt_len)
         with pyro.plate("words", tgt.size(0), dim=-2), pyro.plate("steps", tgt.size(1), dim=-1), poutine.mask(mask=_steps(tgt, tgt_len)):
             return pyro.sample("y", dist.Categorical(logits=log_probs), obs=tgt)
 
-    def log_likelihood(self, src, src_len, tgt, tgt_len) -> torch.Tensor:
+    def log_likelihood(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor, tgt_len: torch.Tensor) -> torch.Tensor:
         """``log p(y | x)`` per word, (N,) nats."""
         per_step = self._log_probs(src, src_len, tgt, tgt_len).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
         return (per_step * _steps(tgt, tgt_len)).sum(-1)
 
-    def step(self, state, tokens):
+    def step(self, state: tuple[torch.Tensor, ...], tokens: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """``log p(y_t | y_<t, x)`` (R, V) under the soft attention after reading ``tokens`` (R,), and the next state."""
         enc, mask, h, c, log_pa, emit = state
         out, (h, c) = self.nets.decode(tokens.unsqueeze(-1), (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()))
         weights = self.nets.attention_logits(out, enc, mask).softmax(-1)
         log_probs = self.nets.soft_output(out, enc, weights)[:, 0]
         return log_probs, (enc, mask, h[0], c[0], weights.log()[:, 0], log_probs.unsqueeze(1).expand_as(emit))
 
-    def _draw(self, state):
+    def _draw(self, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.zeros_like(state[0][:, 0, 0], dtype=torch.long), dist.Categorical(logits=state[5][:, 0]).sample()
 
-    def posterior(self, *data, **kwargs):
+    def posterior(self, *data: Any, **kwargs: Any) -> NoReturn:
         """None: attention is deterministic here."""
         raise self.cannot("posterior", "it has no latent variables (soft attention is deterministic)")
 
-    def map_latents(self, *data, **kwargs):
+    def map_latents(self, *data: Any, **kwargs: Any) -> NoReturn:
         """None: attention is deterministic here."""
         raise self.cannot("map_latents", "it has no latent variables (soft attention is deterministic)")
 
     @torch.no_grad()
-    def sample(self, num_samples: int, src, src_len, return_latents: bool = False):
+    def sample(self, num_samples: int, src: torch.Tensor, src_len: torch.Tensor, return_latents: bool = False) -> torch.Tensor:
         """Outputs ``y ~ p(y | x)``: (num_samples, N, max_output_length)."""
         if return_latents:
             raise self.cannot("sample with return_latents=True", "it has no latent variables")
@@ -336,12 +346,14 @@ class VariationalAttentionGuide(PyroModule):
         self.target = BiEncoder(target_size, embed, hidden, padding_idx=None)
         self.score = torch.nn.Linear(2 * hidden, 2 * hidden, bias=False)
 
-    def logits(self, src, src_len, tgt, tgt_len) -> torch.Tensor:
+    def logits(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor, tgt_len: torch.Tensor) -> torch.Tensor:
+        """``log q(a_t = j | x, y)`` (N, T, S), positions past each source length at :data:`MASKED` before normalizing."""
         mask = torch.arange(src.size(1), device=src.device) < src_len.unsqueeze(-1)
         scores = torch.einsum("nth,nsh->nts", self.target(tgt, tgt_len), self.score(self.source(src, src_len)))
         return scores.masked_fill(~mask.unsqueeze(1), MASKED).log_softmax(-1)
 
-    def forward(self, src, src_len, tgt, tgt_len) -> None:
+    def forward(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor, tgt_len: torch.Tensor) -> None:
+        """The guide's site ``a`` (N, T), enumerated in parallel (see the class docstring)."""
         check_words(src, src_len, tgt, tgt_len)
         logits = self.logits(src, src_len, tgt, tgt_len)
         with pyro.plate("words", tgt.size(0), dim=-2), pyro.plate("steps", tgt.size(1), dim=-1), poutine.mask(mask=_steps(tgt, tgt_len)):
