@@ -137,9 +137,11 @@ def test_a_local_guide_gets_rows_fitted_to_the_test_examples():
     lg = LinearGaussian.random(d=2, D=3, sigma=0.5, seed=1, dtype=torch.float32)
     trained = make_guide("local", 3, 2, num_examples=5)  # rows of 5 training examples
     x = lg.sample(30)
-    fitted = guide_for_examples(lg.model, trained, x, steps=300, chunk_size=12)
+    fitted = guide_for_examples(lg.model, trained, x, chunk_size=12)
     assert fitted.num_examples == 30 and fitted.family is trained.family
-    mean, _ = lg.posterior(x)  # the fitted rows' means approach the exact posterior means
+    # the fitted rows' means approach the exact posterior means: within 0.026-0.033 for seeds 0-4
+    # (0.1-0.4 with 300 steps at a constant rate, which passed or failed by the seed)
+    mean, _ = lg.posterior(x)
     assert torch.allclose(fitted.params[0], mean, atol=0.15)
     # chunks of examples carry their ids, so each chunk is scored with its own rows
     ll = chunked_log_likelihood(lg.model, fitted, x, num_samples=2000, chunk_examples=7)
