@@ -22,11 +22,25 @@ vectorized call that fails where the plain call works raises a ``ValueError`` th
 Every latent and observed sample site must sit inside the data plate (one latent
 set per example); sites outside it have no per-example log-likelihood.
 
+Conditional stories ``model(x, y)`` (x an input, y the observation) need nothing more: every
+observed site is scored, so the estimate is ``log p(y_n | x_n)``. For bits per dimension over
+the observed part only (a mask, a partial observation), :func:`observed_dims` counts each
+example's observed values and :func:`bits_per_dim` takes those counts.
+
+**Enumerated discrete sites.** A model site marked ``infer={"enumerate": "parallel"}`` that the
+guide does not sample is summed exactly inside each importance weight:
+``log p(x_n, z^(s)) = logsumexp_y log p(x_n, y, z^(s))`` (a label beside a continuous code). A guide
+site marked for enumeration is summed too: each value ``y`` gets its own draw
+``z_y ~ q(z | x, y)`` and the weight is ``sum_y p(x, y, z_y) / q(z_y | x, y)``, unbiased for
+``p(x)`` (the guide's ``q(y | x)`` drops out). The sum is Pyro's: the model and guide run under
+:class:`~pyro.poutine.enum_messenger.EnumMessenger` as in :class:`~pyro.infer.TraceEnum_ELBO`, and
+the log-factors are contracted by :func:`pyro.ops.contract.contract_to_tensor` down to the
+particle and data plates, so each example keeps its own weight.
+
 Before drawing, the evaluators run the guide and the model once and refuse, with a
 message naming the sites, what would give a wrong number: a guide that misses a latent
 site (the model would draw it from its prior and score it as if proposed) or samples one
-the model lacks, a site of another shape, a model site marked for enumeration (not yet
-summed inside the weights), data without examples, and for :func:`importance_log_likelihood`
+the model lacks, a site of another shape, data without examples, and for :func:`importance_log_likelihood`
 a point-mass (Delta) guide, whose "weight" ``log p(x, f(x))`` is no log-likelihood.
 """
 
@@ -34,6 +48,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -41,12 +56,16 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.ops import packed
+from pyro.ops.contract import contract_to_tensor
+from pyro.ops.rings import LogRing
+from pyro.poutine.enum_messenger import EnumMessenger
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
 
 from pyro_lvm.guides.check import check_trace_sites, guide_and_model_traces
 
-__all__ = ["importance_log_likelihood", "per_example_elbo", "log_importance_weights", "bits_per_dim"]
+__all__ = ["importance_log_likelihood", "per_example_elbo", "log_importance_weights", "bits_per_dim", "observed_dims"]
 
 
 def _point_mass_sites(guide_trace) -> list[str]:
@@ -72,23 +91,10 @@ def _checked_plate_nesting(model, guide, args, kwargs, plate: str, evaluator: st
     :param evaluator: the caller's name, for the messages.
     :param proper_density: refuse point-mass (Delta) guide sites, whose weight is not a density ratio.
     :raises ValueError: a guide that does not cover the model's latent sites (see
-        :func:`~pyro_lvm.guides.check_guide_sites`), enumerated model sites (not yet summed here),
-        point masses where a density is needed, or arguments without examples.
+        :func:`~pyro_lvm.guides.check_guide_sites`), point masses where a density is needed, or arguments without examples.
     """
     guide_trace, model_trace = guide_and_model_traces(model, guide, *args, **kwargs)
     check_trace_sites(guide_trace, model_trace)
-    enumerated = sorted(
-        name for name, site in model_trace.nodes.items()
-        if site["type"] == "sample" and not site["is_observed"] and name not in guide_trace.nodes
-        and site["infer"].get("enumerate")
-    )
-    if enumerated:
-        raise ValueError(
-            f"the model's sites {enumerated} are marked for enumeration and the guide does not sample them; "
-            f"{evaluator} does not yet sum enumerated sites inside the importance weights (it would score one "
-            f"prior draw instead of their sum). Give the guide a distribution for them, or use the model's "
-            f"exact marginal (e.g. TraceEnum_ELBO) where every latent is enumerated"
-        )
     points = _point_mass_sites(guide_trace) if proper_density else []
     if points:
         raise ValueError(
@@ -108,9 +114,12 @@ def _checked_plate_nesting(model, guide, args, kwargs, plate: str, evaluator: st
     return max(dims, default=0)
 
 
-def _per_example_log_prob(trace, plate: str, nesting: int, num_particles: int) -> torch.Tensor:
-    """Sum the log-densities of a trace's sample sites into a (num_particles, N) tensor."""
-    total = torch.zeros(())
+def _data_frame(trace: Trace, plate: str):
+    """The data plate's frame, checking that every sample site of ``trace`` sits inside it.
+
+    :raises ValueError: naming a sample site outside the plate ``plate``.
+    """
+    frame = None
     for name, site in trace.nodes.items():
         if site["type"] != "sample" or site_is_subsample(site):
             continue
@@ -120,39 +129,71 @@ def _per_example_log_prob(trace, plate: str, nesting: int, num_particles: int) -
                 f"sample site {name!r} is outside the plate {plate!r}; a per-example log-likelihood "
                 f"needs every sample site inside it (pass plate=... to name the data plate)"
             )
-        log_p = site["fn"].log_prob(site["value"])  # unscaled: subsampling scale does not apply per example
-        if site["mask"] is not None:
-            log_p = torch.where(torch.as_tensor(site["mask"], device=log_p.device), log_p, 0.0)
-        log_p = log_p.reshape((1,) * (nesting + 1 - log_p.dim()) + log_p.shape)
-        data_dim = nesting + 1 + frame.dim
-        keep = (0, data_dim)
-        other = tuple(d for d in range(log_p.dim()) if d not in keep)
-        if other:
-            log_p = log_p.sum(other, keepdim=True)
-        log_p = log_p.reshape(log_p.shape[0], log_p.shape[data_dim])
-        total = total + log_p
-    return total.expand(num_particles, -1) if total.dim() == 2 else total
+    return frame
 
 
-def _traces(model, guide, args, kwargs) -> tuple[Trace, Trace]:
-    """Trace ``guide`` once, then ``model`` replayed against it: ``(guide_trace, model_trace)``."""
+def _traces(model, guide, args, kwargs, nesting: int) -> tuple[Trace, Trace]:
+    """Trace ``guide`` once, then ``model`` replayed against it: ``(guide_trace, model_trace)``.
+
+    Both run under Pyro's :class:`~pyro.poutine.enum_messenger.EnumMessenger` as in
+    :class:`~pyro.infer.TraceEnum_ELBO`: sites marked for parallel enumeration get every value along
+    a dim left of ``-(nesting + 1)`` (the particle plate's dim), others are sampled.
+    """
+    guide = EnumMessenger(first_available_dim=-(nesting + 2))(guide)
     guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-    return guide_trace, poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    model = EnumMessenger()(poutine.replay(model, trace=guide_trace))  # keeps the guide's enumeration dims
+    return guide_trace, poutine.trace(model).get_trace(*args, **kwargs)
 
 
 def _weights_of(traces: tuple[Trace, Trace], plate: str, nesting: int, num_particles: int) -> torch.Tensor:
-    """``log p - log q`` per particle and example, (num_particles, N), from ``(guide_trace, model_trace)``."""
+    """``log p - log q`` per particle and example, (num_particles, N), from ``(guide_trace, model_trace)``.
+
+    Every site's log-density (unscaled: a subsampling scale does not apply per example; masked) is a
+    log-factor, the guide's with a minus sign, except the guide's enumerated sites (their values are
+    summed, not proposed). :func:`pyro.ops.contract.contract_to_tensor` sums the enumeration dims
+    (logsumexp) and the plates nested in the data plate (a sum of logs) and keeps the particle
+    and data plates.
+    """
     guide_trace, model_trace = traces
-    return _per_example_log_prob(model_trace, plate, nesting, num_particles) - _per_example_log_prob(
-        guide_trace, plate, nesting, num_particles
-    )
+    frame = _data_frame(model_trace, plate)
+    _data_frame(guide_trace, plate)
+    for trace in (guide_trace, model_trace):
+        trace.compute_log_prob()
+    guide_trace.pack_tensors()
+    model_trace.pack_tensors(guide_trace.plate_to_symbol)
+    factors: dict[frozenset, list[torch.Tensor]] = {}
+    sum_dims = set()
+    for trace, sign in ((model_trace, 1), (guide_trace, -1)):
+        for site in trace.nodes.values():
+            if site["type"] != "sample" or site_is_subsample(site):
+                continue
+            if site["infer"].get("_enumerate_dim") is not None:
+                sum_dims.add(site["infer"]["_enumerate_symbol"])
+                if trace is guide_trace:
+                    continue
+            log_p = packed.scale_and_mask(site["packed"]["unscaled_log_prob"], mask=site["packed"]["mask"])
+            ordinal = frozenset(trace.plate_to_symbol[f.name] for f in site["cond_indep_stack"] if f.vectorized)
+            factors.setdefault(ordinal, []).append(log_p if sign > 0 else packed.neg(log_p))
+    if frame is None:  # no sample site at all
+        return torch.zeros(num_particles, 1)
+    sizes = {plate: frame.size, "_particles": num_particles}
+    target = {model_trace.plate_to_symbol[p]: n for p, n in sizes.items() if p in model_trace.plate_to_symbol}
+    ring = LogRing(dim_to_size=target)  # the sizes of the kept plates, for terms that lack one
+    log_w = contract_to_tensor(OrderedDict(factors), sum_dims, target_ordinal=frozenset(target), ring=ring)
+    log_w = packed.unpack(log_w, {**guide_trace.symbol_to_dim, **model_trace.symbol_to_dim})
+    log_w = log_w.reshape((1,) * (nesting + 1 - log_w.dim()) + log_w.shape)
+    data_dim = nesting + 1 + frame.dim
+    log_w = log_w.reshape(log_w.shape[0], log_w.shape[data_dim])  # the other dims have size 1
+    return log_w.expand(num_particles, frame.size)
 
 
-def _log_weights(model, guide, args, kwargs, num_samples: int, plate: str, nesting: int, vectorize: bool) -> torch.Tensor:
-    """The (num_samples, N) log weights, for a model and guide already checked (plate nesting ``nesting``).
+def _weighted_traces(model, guide, args, kwargs, num_samples: int, plate: str, nesting: int,
+                     vectorize: bool) -> list[tuple[Trace, torch.Tensor]]:
+    """``(model_trace, log_w)`` pairs holding ``num_samples`` draws in all, for a model and guide already
+    checked (plate nesting ``nesting``); ``log_w`` is (k, N) for the k draws of its trace.
 
     ``vectorize=True``: one call of each inside a particle plate of size ``num_samples`` at dim
-    ``-(nesting + 1)``; ``vectorize=False``: ``num_samples`` plain (training-shaped) calls, stacked.
+    ``-(nesting + 1)`` (one pair); ``vectorize=False``: ``num_samples`` plain (training-shaped) calls.
 
     :raises ValueError: when the vectorized call fails (the plain call was checked to work), saying
         to pass ``vectorize=False``.
@@ -160,7 +201,11 @@ def _log_weights(model, guide, args, kwargs, num_samples: int, plate: str, nesti
     if not isinstance(vectorize, bool):
         raise ValueError(f"vectorize must be True or False, got {vectorize!r}")
     if not vectorize:
-        return torch.cat([_weights_of(_traces(model, guide, args, kwargs), plate, nesting, 1) for _ in range(num_samples)])
+        pairs = []
+        for _ in range(num_samples):
+            guide_trace, model_trace = _traces(model, guide, args, kwargs, nesting)
+            pairs.append((model_trace, _weights_of((guide_trace, model_trace), plate, nesting, 1)))
+        return pairs
 
     def particles(fn):
         def wrapped(*a, **k):
@@ -170,7 +215,7 @@ def _log_weights(model, guide, args, kwargs, num_samples: int, plate: str, nesti
         return wrapped
 
     try:
-        traces = _traces(particles(model), particles(guide), args, kwargs)
+        traces = _traces(particles(model), particles(guide), args, kwargs, nesting)
     except (ValueError, RuntimeError, IndexError) as err:
         raise ValueError(
             f"the model or guide fails when its latents carry a leading particle dimension ({num_samples} draws at "
@@ -180,7 +225,12 @@ def _log_weights(model, guide, args, kwargs, num_samples: int, plate: str, nesti
             f"vectorize=False to draw one particle per training-shaped call, or make the network broadcast (see the "
             f"'Writing networks' page). The error was: {type(err).__name__}: {err}"
         ) from err
-    return _weights_of(traces, plate, nesting, num_samples)
+    return [(traces[1], _weights_of(traces, plate, nesting, num_samples))]
+
+
+def _log_weights(model, guide, args, kwargs, num_samples: int, plate: str, nesting: int, vectorize: bool) -> torch.Tensor:
+    """The (num_samples, N) log weights of :func:`_weighted_traces`."""
+    return torch.cat([log_w for _, log_w in _weighted_traces(model, guide, args, kwargs, num_samples, plate, nesting, vectorize)])
 
 
 def log_importance_weights(
@@ -255,8 +305,7 @@ def importance_log_likelihood(
     :returns: tensor of shape (N,), nats.
     :raises ValueError: when the guide misses a latent site, samples one the model lacks or observes,
         or has another shape there (naming the sites; see :func:`~pyro_lvm.guides.check_guide_sites`);
-        when the model leaves a site marked for enumeration to be summed (not yet done inside the
-        weights); when a guide site is a point mass (Delta: use a proposal with a density around the
+        when a guide site is a point mass (Delta: use a proposal with a density around the
         point, e.g. :meth:`~pyro_lvm.guides.AmortizedDelta.proposal`); when the arguments have no
         examples (an empty result would turn into a NaN mean downstream); when ``vectorize=True`` and the
         model or guide fails with the leading sample dimension though it runs without it (the
@@ -303,17 +352,72 @@ def per_example_elbo(
     return total / num_samples
 
 
-def bits_per_dim(log_likelihood: torch.Tensor | float, num_dims: int) -> torch.Tensor | float:
+def _observed_mask(site: dict) -> torch.Tensor:
+    """Which values of an observed site count, a bool tensor of the value's shape: the site's mask
+    (``poutine.mask``) and any :meth:`~pyro.distributions.TorchDistributionMixin.mask` inside it, each
+    broadcast over the event dims of its level (through ``Independent`` and ``expand``)."""
+    fn = site["fn"]
+    keep = torch.ones(fn.batch_shape + fn.event_shape, dtype=torch.bool, device=site["value"].device)
+    masks = [(site["mask"], fn)] if site["mask"] is not None else []
+    while fn is not None:
+        if isinstance(fn, dist.MaskedDistribution):
+            masks.append((fn._mask, fn))
+        fn = getattr(fn, "base_dist", None)
+    for mask, level in masks:
+        mask = torch.as_tensor(mask, device=keep.device).expand(level.batch_shape)
+        keep = keep & mask.reshape(mask.shape + (1,) * len(level.event_shape))
+    return keep
+
+
+def observed_dims(model: Callable, *args: Any, plate: str = "data", **kwargs: Any) -> torch.Tensor:
+    """The number of observed values of each example, (N,): the ``num_dims`` of :func:`bits_per_dim`
+    for a story that observes part of each example.
+
+    Runs ``model(*args, **kwargs)`` once (latents drawn from the prior; nothing recorded, random
+    streams untouched) and counts, per example of the data plate, the values of its observed sites
+    that are not masked out (``poutine.mask`` or ``Distribution.mask``): a story that observes the
+    pixels where ``mask`` is True counts ``mask.sum(-1)``.
+
+    :param plate: name of the model's data plate.
+    :raises ValueError: for an observed site outside the plate, or a model without observed sites.
+    """
+    with torch.random.fork_rng(), poutine.block(), torch.no_grad():
+        trace = poutine.trace(model).get_trace(*args, **kwargs)
+    counts = None
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or not site["is_observed"] or site_is_subsample(site):
+            continue
+        frame = next((f for f in site["cond_indep_stack"] if f.name == plate), None)
+        if frame is None:
+            raise ValueError(f"observed site {name!r} is outside the plate {plate!r}; pass plate=... naming the data plate")
+        keep = _observed_mask(site)
+        data_dim = keep.dim() - len(site["fn"].event_shape) + frame.dim
+        count = keep.movedim(data_dim, 0).reshape(keep.shape[data_dim], -1).sum(-1)
+        counts = count if counts is None else counts + count
+    if counts is None:
+        raise ValueError("the model observes no site (no pyro.sample(..., obs=...)); nothing to count")
+    return counts
+
+
+def bits_per_dim(log_likelihood: torch.Tensor | float, num_dims: int | torch.Tensor) -> torch.Tensor | float:
     """Convert a log-likelihood in nats (per example) to bits per dimension: ``-ll / (D log 2)``.
 
     ``-inf`` (an example the model deems impossible) is a legitimate log-likelihood and gives
     ``+inf`` bits per dimension; NaN is not a value and is refused.
 
     :param log_likelihood: nats, a number or a tensor of any shape.
-    :param num_dims: D, values per example: a positive int (not a bool).
-    :raises ValueError: for a ``num_dims`` that is not a positive int, or a NaN log-likelihood.
+    :param num_dims: D, values per example: a positive int (not a bool), or an integer tensor of
+        per-example counts that broadcasts with ``log_likelihood`` (the observed values of a
+        partly observed story: :func:`observed_dims`).
+    :raises ValueError: for a ``num_dims`` that is not a positive int (or a tensor of them), or a NaN log-likelihood.
     """
-    if not isinstance(num_dims, numbers.Integral) or isinstance(num_dims, bool) or num_dims < 1:
+    if torch.is_tensor(num_dims):
+        if num_dims.is_floating_point() or num_dims.dtype == torch.bool or num_dims.numel() == 0 or (num_dims < 1).any():
+            raise ValueError(f"num_dims must be a positive int or a tensor of positive integer counts (values per example), "
+                             f"got a {num_dims.dtype} tensor of shape {tuple(num_dims.shape)} with minimum "
+                             f"{num_dims.min().item() if num_dims.numel() else None}; an example with no observed value "
+                             f"has no bits per dimension")
+    elif not isinstance(num_dims, numbers.Integral) or isinstance(num_dims, bool) or num_dims < 1:
         raise ValueError(f"num_dims must be a positive int (values per example), got {num_dims!r}")
     nan = torch.isnan(torch.as_tensor(log_likelihood))
     if nan.any():
