@@ -1,10 +1,13 @@
 """Guides for the stories users write, against closed forms: a user encoder over two arguments, a two-site
 hierarchy, per-example and semi-amortized guides of a two-argument model, the old families unchanged, bad input."""
 
+import math
+
 import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from pyro.nn import PyroModule
 from torch import nn
 
 from pyro_lvm.guides import AmortizedSite, LatentGuide, MultivariateNormalHead, NormalHead, check_guide_sites, make_guide
@@ -220,6 +223,32 @@ def test_bad_input_is_named(float64):
                           model=hierarchy.model)
     with pytest.raises(ValueError, match=r"does not sample \['z2'\]"):
         check_guide_sites(hierarchy.model, only_z1, hierarchy.sample(4))
+
+
+class TwoViewsModule(PyroModule):
+    """TwoViews written as users write a story: a PyroModule whose forward(x, y, index=None) is the model."""
+
+    def __init__(self):
+        super().__init__()
+        self.story = TwoViews()
+
+    def forward(self, x, y, index=None):
+        return self.story.model(x, y, index)
+
+
+def test_a_module_story_binds_argument_names_through_its_forward(float64):
+    """model=<a PyroModule> reads the parameter names of its forward, as model=module.forward does
+    (the module's own call signature is (*args, **kwargs))."""
+    story = TwoViewsModule()
+    x, y = story.story.sample(4)
+    for model in (story, story.forward):
+        guide = make_guide("normal", latent_dim=2, encoder=Concat(), inputs=("x", "y"), model=model)
+        assert guide.argument("y", (x, y), {}) is y and guide.argument("index", (x, y), {}, default=None) is None
+        assert guide(x, y).shape == (4, 2)  # y read by position, named through forward
+    history = train(story, guide, (x, y), epochs=2, batch_size=2, progress=False)
+    assert len(history.epochs) == 2 and all(math.isfinite(loss) for loss in history.step_loss)
+    with pytest.raises(ValueError, match=r"reads 'w'.*model's parameters are \['x', 'y', 'index'\]"):
+        make_guide("normal", latent_dim=2, encoder=Concat(), inputs=("w", "y"), model=story)
 
 
 def test_images_with_a_channel_dim_are_read_per_example():

@@ -55,7 +55,7 @@ class LatentGuide(PyroModule):
         (model argument names or positions, or names of earlier sites) and
         ``params(inputs, call) -> dict``.
     :param model: the model callable; when given, argument names are bound to positions through
-        its signature, and each name a site reads is checked against it.
+        its signature (a module's: that of its ``forward``), and each name a site reads is checked against it.
     :param plate: the data plate's name (None: open no plate, for use inside the user's own);
         ``plate_dim`` its dim.
     :param examples: the model argument whose first dim counts the examples (the plate's size);
@@ -197,14 +197,15 @@ class SingleSiteGuide(LatentGuide):
 
 
 def _parameter_names(model: Callable | None) -> list[str] | None:
-    """The names of ``model``'s parameters in order (None without a model or a signature); for an alias
-    ``module.model(*args, **kwargs)`` of a module's story, those of its ``forward``."""
+    """The names of ``model``'s parameters in order (None without a model or a signature); for a module
+    (a ``PyroModule`` story, called as ``module(*args)``) or an alias ``module.model(*args, **kwargs)``
+    of its story, those of its ``forward``."""
     if model is None:
         return None
     if not callable(model):
         raise ValueError(f"model must be the model callable, got {type(model).__name__}")
     try:
-        parameters = inspect.signature(model).parameters
+        parameters = inspect.signature(model.forward if isinstance(model, nn.Module) else model).parameters
         if all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters.values()):  # an alias, e.g. module.model
             owner = getattr(model, "__self__", None)
             if isinstance(owner, nn.Module):
