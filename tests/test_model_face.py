@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from linear_gaussian import LinearGaussian  # noqa: E402
 
 QUESTIONS = ("posterior", "map_latents", "sample", "log_likelihood")
-WITHOUT_LATENTS = {"ColorRegressor", "SoftAttentionInflector"}  # families with no latent variables
+WITHOUT_LATENTS = {"ColorRegressor", "CompletionRegressor", "SoftAttentionInflector"}  # families with no latent variables
 
 
 def _colour_batch(n=3, h=2, w=3, seed=0, dtype=torch.float64):
@@ -89,6 +89,13 @@ def _attention_case(cls):
     return cls(6, 4, embed=4, hidden=5, max_output_length=5), (src, src_len, tgt, tgt_len), (src, src_len), {}
 
 
+def _completion_batch():
+    """Four 4x4 binary images with two quadrants observed: inputs (missing pixels -1) and images."""
+    from pyro_lvm.data import mask_quadrants
+
+    return mask_quadrants(torch.bernoulli(torch.full((4, 4, 4), 0.4)), 2)
+
+
 def _cases():
     """name -> (model, story data, inputs of a conditional story, keyword arguments of the questions)."""
     images, widths, targets, lengths = _ctc_batch()
@@ -103,6 +110,10 @@ def _cases():
         "HardAttentionInflector": lambda: _attention_case(pyro_lvm.models.HardAttentionInflector),
         "MonotonicAttentionInflector": lambda: _attention_case(pyro_lvm.models.MonotonicAttentionInflector),
         "SoftAttentionInflector": lambda: _attention_case(pyro_lvm.models.SoftAttentionInflector),
+        "ConditionalVAE": lambda: (pyro_lvm.models.ConditionalVAE(16, 2, (5,)), _completion_batch(), _completion_batch()[:1], {}),
+        "CompletionRegressor": lambda: (pyro_lvm.models.CompletionRegressor(16, (5,)), _completion_batch(), _completion_batch()[:1], {}),
+        "SemiSupervisedVAE": lambda: (pyro_lvm.models.SemiSupervisedVAE(6, 3, 2, (5,)),
+                                      (torch.bernoulli(torch.full((4, 6), 0.3)),), (), {}),
     }
     if issubclass(getattr(pyro_lvm.models, "GaussianMixtureModel", object), LatentVariableModel):
         cases["GaussianMixtureModel"] = _gmm_case

@@ -5,9 +5,11 @@ from pyro_lvm.models.colorization import ColorRegressor, LatentSegmentationColor
 from pyro_lvm.models.conv_dlgm import ConvDeepLatentGaussian
 from pyro_lvm.models.ctc_alignment import ctc_alignment_model
 from pyro_lvm.models.ctc_recognizer import ColumnCTC
+from pyro_lvm.models.cvae import CompletionRegressor, ConditionalVAE
 from pyro_lvm.models.dlgm import DeepLatentGaussian
 from pyro_lvm.models.gmm import GaussianMixtureModel
 from pyro_lvm.models.hierarchical_dlgm import HierarchicalDeepLatentGaussian
+from pyro_lvm.models.ssvae import SemiSupervisedVAE
 
 __all__ = [
     "HardAttentionInflector",
@@ -16,10 +18,13 @@ __all__ = [
     "VariationalAttentionGuide",
     "ColorRegressor",
     "ColumnCTC",
+    "CompletionRegressor",
+    "ConditionalVAE",
     "ConvDeepLatentGaussian",
     "DeepLatentGaussian",
     "GaussianMixtureModel",
     "HierarchicalDeepLatentGaussian",
     "LatentSegmentationColorizer",
+    "SemiSupervisedVAE",
     "ctc_alignment_model",
 ]
