@@ -2,7 +2,10 @@
 
 Every case is one :func:`pyro_lvm.evaluation.run_vae_experiment`, the run ``examples/vae.py``
 makes (same model, encoder sizes, data, epochs, batch size, learning-rate schedule and seed),
-with one guide family and objective, in this process; its record gives the test ELBO (the hard
+with one guide family, objective and encoder, in this process. The ``encoder`` column gives two
+row sets: ``mlp`` (dense encoder and decoder, every family) and ``conv`` (the convolutional VAE:
+stride-2 convolutions in the encoder, stride-1 convolutions and ``PixelShuffle`` in the decoder;
+every family with an encoder, so not ``local``). Its record gives the test ELBO (the hard
 ELBO for ``delta``, which is not a bound), test NLL by importance sampling (nats, positive),
 amortization gap, active units, seconds per epoch, examples per second and peak memory (CUDA:
 torch's peak allocation during the case; CPU: the process's peak resident set so far, so a
@@ -15,6 +18,7 @@ beside it and ``OUT/guide_families_<device>.png`` (test NLL against training wal
     python benchmarks/guide_families.py --device cuda            # MNIST, Burda et al.'s 784-200-200-50
     python benchmarks/guide_families.py --device cuda --dataset binarized_mnist --cases normal:elbo normal:iwae
     python benchmarks/guide_families.py --device cuda --cases iaf:iwae --epochs 100 --batch-size 500   # one case, shorter
+    python benchmarks/guide_families.py --quick --cases normal:elbo normal:elbo:conv   # GUIDE:LOSS[:ENCODER], mlp by default
     python benchmarks/guide_families.py --device cuda --keep-runs runs/gf --resume   # again after an interruption: done cases are read back
 
 The full configuration is the IWAE paper's one-layer model (Burda, Grosse and
@@ -36,17 +40,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, parser, row, setup, write_results  # noqa: E402
 
 from pyro_lvm.evaluation import VAEData, VAEExperiment, load_vae_data, run_vae_experiment  # noqa: E402
+from pyro_lvm.evaluation.vae_experiment import CONV_GUIDES  # noqa: E402
 from pyro_lvm.runs import positive_float, positive_int, write_json  # noqa: E402
 
-__all__ = ["CASES", "build_parser", "main", "plot", "run_case"]
+__all__ = ["CASES", "build_parser", "case_name", "experiment_for", "main", "plot", "run_case"]
 
 NAME = "guide_families"
 
-#: (guide, loss) pairs of the full comparison; every family with the ELBO, the IWAE bound for two.
-CASES = [
+#: (guide, loss) pairs of one row set; every family with the ELBO, the IWAE bound for two.
+FAMILY_CASES = [
     ("normal", "elbo"), ("mvn", "elbo"), ("lowrank", "elbo"), ("iaf", "elbo"), ("delta", "elbo"),
     ("local", "elbo"), ("semi", "elbo"), ("normal", "iwae"), ("iaf", "iwae"),
 ]
+#: (guide, loss, encoder) of the full comparison: the mlp row set, then the conv row set (the families with an encoder).
+CASES = [(g, loss, "mlp") for g, loss in FAMILY_CASES] + [(g, loss, "conv") for g, loss in FAMILY_CASES if g in CONV_GUIDES]
+#: The cases of ``--smoke`` without ``--cases``: one of each kind of guide, and the conv encoder.
+SMOKE_CASES = [("normal", "elbo", "mlp"), ("local", "elbo", "mlp"), ("normal", "elbo", "conv")]
 #: Settings per size: data set, latent size, epochs, batch, lr decay, IWAE particles, evaluation.
 CONFIGS = {
     "full": dict(dataset="mnist", z_dim=50, epochs=300, batch_size=100, lr_decay=0.99, particles=50,
@@ -57,34 +66,44 @@ CONFIGS = {
                   eval_samples=20, eval_examples=50, gap_examples=10, gap_steps=5),
 }
 TABLE_COLUMNS = [
-    "case", "device", "dataset", "epochs", "test_elbo", "test_nll", "eval_samples", "test_examples", "bits_per_dim",
+    "case", "encoder", "device", "dataset", "epochs", "test_elbo", "test_nll", "eval_samples", "test_examples", "bits_per_dim",
     "amortization_gap", "active_units", "active_directions", "seconds_per_epoch", "examples_per_second",
     "peak_memory_mb",
 ]
 
 
-def run_case(guide: str, loss: str, config: dict, args, data: VAEData, out_dir: Path | None) -> dict:
+def case_name(guide: str, loss: str, encoder: str, particles: int) -> str:
+    """The row's name: ``normal+elbo``, ``iaf+iwae(K=50)``, ``normal+elbo[conv]`` (the mlp rows keep their names)."""
+    return f"{guide}+{loss}" + (f"(K={particles})" if loss == "iwae" else "") + ("" if encoder == "mlp" else f"[{encoder}]")
+
+
+def experiment_for(guide: str, loss: str, encoder: str, config: dict, args) -> VAEExperiment:
+    """The settings of one case (checked by :class:`~pyro_lvm.evaluation.VAEExperiment` before any case runs)."""
+    return VAEExperiment(
+        dataset=config["dataset"], guide=guide, loss=loss, encoder=encoder, particles=config["particles"] if loss == "iwae" else 1,
+        z_dim=config["z_dim"], hidden=list(args.hidden), epochs=config["epochs"], batch_size=config["batch_size"],
+        lr=args.lr, lr_decay=config["lr_decay"], eval_samples=config["eval_samples"],
+        eval_examples=config["eval_examples"], gap_examples=config["gap_examples"], gap_steps=config["gap_steps"],
+        device=args.device, seed=args.seed,
+    )
+
+
+def run_case(experiment: VAEExperiment, args, data: VAEData, out_dir: Path | None) -> dict:
     """Train and evaluate one case on ``data`` in this process; returns its record (``examples/vae.py``'s ``metrics.json``).
 
     With ``out_dir`` (``--keep-runs``) the record is written there as ``metrics.json`` with the
     case's settings beside it (``experiment.json``, written after the case succeeds); under
     ``args.resume`` a folder holding the record of the same settings is read back instead of run again.
     """
-    experiment = VAEExperiment(
-        dataset=config["dataset"], guide=guide, loss=loss, particles=config["particles"] if loss == "iwae" else 1,
-        z_dim=config["z_dim"], hidden=list(args.hidden), epochs=config["epochs"], batch_size=config["batch_size"],
-        lr=args.lr, lr_decay=config["lr_decay"], eval_samples=config["eval_samples"],
-        eval_examples=config["eval_examples"], gap_examples=config["gap_examples"], gap_steps=config["gap_steps"],
-        device=args.device, seed=args.seed,
-    )
+    name = case_name(experiment.guide, experiment.loss, experiment.encoder, experiment.particles)
     settings = {**experiment.to_dict(), "data_dir": args.data_dir}
     if out_dir is not None:
         metrics, record = out_dir / "metrics.json", out_dir / "experiment.json"
         if args.resume and metrics.exists() and record.exists() and json.loads(record.read_text()) == settings:
-            print(f"-- {guide} + {loss}: done before, reading {metrics}", flush=True)
+            print(f"-- {name}: done before, reading {metrics}", flush=True)
             return json.loads(metrics.read_text())
         record.unlink(missing_ok=True)  # until this case succeeds, the folder holds no finished case
-    print(f"-- {guide} + {loss}", flush=True)
+    print(f"-- {name}", flush=True)
     m = run_vae_experiment(experiment, data, progress=False).metrics
     print(f"test {'ELBO' if m['test_elbo_is_bound'] else 'hard ELBO'} {m['test_elbo']:.2f} nats, test NLL {m['test_nll']:.2f} "
           f"nats (k={m['eval_samples']}, {m['test_examples']} images), {m['seconds_per_epoch']:.2f} s/epoch", flush=True)
@@ -97,7 +116,8 @@ def run_case(guide: str, loss: str, config: dict, args, data: VAEData, out_dir: 
 
 
 def plot(rows: list[dict], histories: dict[str, list[dict]], path: Path) -> Path:
-    """Left: test NLL against training wall clock, one point per case. Right: the test loss during training."""
+    """Left: test NLL against training wall clock, one point per case (circles and crosses: mlp with the ELBO and
+    IWAE; squares and pluses: conv). Right: the test loss during training."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -106,7 +126,8 @@ def plot(rows: list[dict], histories: dict[str, list[dict]], path: Path) -> Path
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, r in enumerate(rows):
         color = plt.get_cmap("tab10")(i % 10)
-        left.scatter(r["train_seconds"], r["test_nll"], marker="x" if r["loss"] == "iwae" else "o", color=color)
+        marker = {"mlp": "x" if r["loss"] == "iwae" else "o", "conv": "+" if r["loss"] == "iwae" else "s"}[r["encoder"]]
+        left.scatter(r["train_seconds"], r["test_nll"], marker=marker, color=color)
         left.annotate(r["case"], (r["train_seconds"], r["test_nll"]), fontsize=8, xytext=(4, 2), textcoords="offset points")
         epochs = [e for e in histories.get(r["case"], []) if e.get("val_loss") is not None]
         if epochs:
@@ -133,8 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=("digits", "mnist", "binarized_mnist"), default=None,
                    help="data set (default: mnist, dynamically binarized; digits under --quick/--smoke)")
     p.add_argument("--data-dir", default=None, help="folder with mnist/ or binarized_mnist/ (default: $PYRO_LVM_DATA)")
-    p.add_argument("--cases", nargs="+", default=None, metavar="GUIDE:LOSS",
-                   help="cases to run, e.g. normal:elbo iaf:iwae (default: every family with elbo, normal and iaf with iwae)")
+    p.add_argument("--cases", nargs="+", default=None, metavar="GUIDE:LOSS[:ENCODER]",
+                   help="cases to run, e.g. normal:elbo iaf:iwae normal:elbo:conv; ENCODER mlp (default) or conv (default: "
+                        "every family with elbo, normal and iaf with iwae, with the mlp and, but for local, the conv encoder)")
     p.add_argument("--epochs", type=positive_int, default=None, help="training epochs of every case (default: 300; 40 under --quick)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="minibatch size of every case (default: 100)")
     p.add_argument("--eval-samples", type=positive_int, default=None,
@@ -165,23 +187,25 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for key in ("dataset", "epochs", "batch_size", "eval_samples", "eval_examples", "particles", "lr_decay"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
-    cases = CASES if args.cases is None else [tuple(c.split(":", 1)) for c in args.cases]
-    if size == "smoke" and args.cases is None:
-        cases = [("normal", "elbo"), ("local", "elbo")]
-    for case in cases:
-        if len(case) != 2 or case[1] not in ("elbo", "iwae"):
-            raise ValueError(f"--cases takes GUIDE:LOSS with LOSS elbo or iwae, got {':'.join(case)!r}")
+    cases = (SMOKE_CASES if size == "smoke" else CASES) if args.cases is None else [tuple(c.split(":")) for c in args.cases]
+    for i, case in enumerate(cases):
+        if len(case) == 2:
+            cases[i] = case = (*case, "mlp")
+        if len(case) != 3 or case[1] not in ("elbo", "iwae"):
+            raise ValueError(f"--cases takes GUIDE:LOSS[:ENCODER] with LOSS elbo or iwae, got {':'.join(case)!r}")
+    experiments = [experiment_for(guide, loss, encoder, config, args) for guide, loss, encoder in cases]
 
     rows, histories = [], {}
     data = load_vae_data(config["dataset"], args.data_dir, seed=args.seed)
-    for guide, loss in cases:
-        m = run_case(guide, loss, config, args, data, Path(args.keep_runs) / f"{guide}_{loss}" if args.keep_runs else None)
-        case = f"{guide}+{loss}" + (f"(K={m['particles']})" if loss == "iwae" else "")
+    for e in experiments:
+        folder = f"{e.guide}_{e.loss}" + ("" if e.encoder == "mlp" else f"_{e.encoder}")
+        m = run_case(e, args, data, Path(args.keep_runs) / folder if args.keep_runs else None)
+        case = case_name(e.guide, e.loss, e.encoder, m["particles"])
         histories[case] = m["history"]
         rows.append(row(
             NAME, case, device, args.quick or args.smoke,
             threads=args.threads or None, clock="wall (perf_counter) inside the training loop",
-            guide=guide, loss=loss, particles=m["particles"], dataset=m["dataset"], epochs=m["epochs"],
+            guide=e.guide, loss=e.loss, encoder=m["encoder"], particles=m["particles"], dataset=m["dataset"], epochs=m["epochs"],
             batch_size=config["batch_size"], lr=args.lr, lr_decay=config["lr_decay"], z_dim=m["z_dim"],
             hidden=m["hidden"], objective=m["objective"], test_elbo=m["test_elbo"],
             test_elbo_is_bound=m["test_elbo_is_bound"], test_nll=m["test_nll"], bits_per_dim=m["bits_per_dim"],
@@ -199,7 +223,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "test_elbo of `delta` is the hard ELBO (rate-distortion objective, no entropy term): not a bound on log p(x); "
         "its test_nll uses a Gaussian proposal around the point. test_nll: importance sampling with eval_samples "
         "samples per test example (positive, nats). amortization_gap: per-example optimized ELBO minus the encoder's "
-        "(same family, gap_examples test examples); none for `local`, which has no encoder. active_units: latent axes "
+        "(same family, gap_examples test examples); none for `local`, which has no encoder. encoder: `mlp` (dense "
+        "encoder and decoder of the hidden sizes) or `conv` (the convolutional VAE: stride-2 convolutions, then a "
+        "feature layer of the last hidden size; decoder of stride-1 convolutions and PixelShuffle). active_units: latent axes "
         "whose posterior mean varies across test examples (variance > 0.01, Burda et al.); active_directions: the "
         "same count along principal directions, which full-covariance guides and flows may rotate away from the axes. "
         "Wall-clock figures come from a shared machine when the device is a CPU.\n\n"

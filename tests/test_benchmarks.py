@@ -138,18 +138,27 @@ def test_jax_peer_em_matches_scikit_learn(covariance_type):
 def test_guide_families_writes_a_row_per_case(tmp_path, monkeypatch):
     import guide_families
 
-    argv = ["--smoke", "--out", str(tmp_path), "--cases", "delta:elbo", "normal:iwae", "--eval-examples", "30",
-            "--keep-runs", str(tmp_path / "runs")]
+    argv = ["--smoke", "--out", str(tmp_path), "--cases", "delta:elbo", "normal:iwae", "normal:elbo:conv",
+            "--eval-examples", "30", "--keep-runs", str(tmp_path / "runs")]
     rows = guide_families.main(argv)
-    assert [r["case"] for r in rows] == ["delta+elbo", "normal+iwae(K=2)"]
+    assert [r["case"] for r in rows] == ["delta+elbo", "normal+iwae(K=2)", "normal+elbo[conv]"]
+    assert [r["encoder"] for r in rows] == ["mlp", "mlp", "conv"]  # the conv row set beside the mlp one
     for r in rows:
         assert r["benchmark"] == "guide_families" and r["dataset"] == "digits" and r["test_examples"] == 30
         assert math.isfinite(r["test_nll"]) and r["test_nll"] > 0 and r["seconds_per_epoch"] > 0
     assert not rows[0]["test_elbo_is_bound"] and rows[1]["test_elbo_is_bound"]  # delta's hard ELBO is labelled as such
     assert rows[1]["test_elbo"] <= -rows[1]["test_nll"] + 1e-3  # the IWAE bound is below the K=20 estimate, up to noise
+    assert rows[2]["test_elbo_is_bound"] and rows[2]["amortization_gap"] is not None  # the conv encoder's own gap
     saved = json.loads((tmp_path / "guide_families_cpu.json").read_text())
     assert [r["case"] for r in saved] == [r["case"] for r in rows]
-    assert "| normal+iwae(K=2) | cpu | digits |" in (tmp_path / "guide_families_cpu.md").read_text()
+    table = (tmp_path / "guide_families_cpu.md").read_text()
+    assert "| normal+iwae(K=2) | mlp | cpu | digits |" in table and "| normal+elbo[conv] | conv | cpu | digits |" in table
+    assert (tmp_path / "runs" / "normal_elbo_conv" / "metrics.json").exists()
+    # the default cases: every family with the mlp encoder, then every family with an encoder (not local) with conv
+    conv, mlp = ([c[:2] for c in guide_families.CASES if c[2] == encoder] for encoder in ("conv", "mlp"))
+    assert conv == [c for c in mlp if c[0] != "local"] and len(mlp) == 9
+    with pytest.raises(ValueError, match=r"conv encoder needs a guide family with an encoder.*'local'"):
+        guide_families.main(["--smoke", "--out", str(tmp_path / "bad"), "--cases", "normal:elbo", "local:elbo:conv"])
     assert (tmp_path / "guide_families_cpu.png").stat().st_size > 0
     # --resume reads the kept cases back instead of training them again; other settings run anew
     class Rerun(Exception):
