@@ -9,6 +9,7 @@ from pyro_lvm.models.cvae import CompletionRegressor, ConditionalVAE
 from pyro_lvm.models.dlgm import DeepLatentGaussian
 from pyro_lvm.models.gmm import GaussianMixtureModel
 from pyro_lvm.models.hierarchical_dlgm import HierarchicalDeepLatentGaussian
+from pyro_lvm.models.masked_dlgm import MaskedDeepLatentGaussian
 from pyro_lvm.models.ssvae import SemiSupervisedVAE
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "GaussianMixtureModel",
     "HierarchicalDeepLatentGaussian",
     "LatentSegmentationColorizer",
+    "MaskedDeepLatentGaussian",
     "SemiSupervisedVAE",
     "ctc_alignment_model",
 ]
