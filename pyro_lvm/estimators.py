@@ -24,10 +24,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from pyro_lvm.infer.distributed import ShardedRows, current_ranks
 from pyro_lvm.infer.train import train
 from pyro_lvm.models.gmm import PRIORS, GaussianMixtureModel
 from pyro_lvm.ops.mixture import (
     COVARIANCE_TYPES,
+    Rows,
     covariances_from_precisions,
     e_step,
     fit_mixture_em,
@@ -86,6 +88,12 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
     :param device: where to compute (``"cuda"``); default: the device of the data.
     :param dtype: ``torch.float32`` or ``torch.float64``; default: the data's floating dtype
         (float64 for NumPy arrays of floats), else torch's default dtype.
+    :param bool sharded: ``X`` is this process's share of the rows, in a ``torch.distributed``
+        process group (``torchrun``; see :mod:`pyro_lvm.infer.distributed`): every rank calls
+        ``fit`` on its own rows, the E-step's sums (responsibilities, weighted sums and second
+        moments, log-likelihood, and the k-means initialisation's) are all-reduced, and every rank
+        gets the fit on all rows (the rows taken in rank order), the same as one process's up to
+        rounding; ``labels_`` are the rank's own rows'. ``method="em"`` or ``"hard_em"``.
 
     Parameters are stored as given and checked in :meth:`fit` (scikit-learn's rule).
 
@@ -115,6 +123,7 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
         "random_state": [Interval(Integral, 0, None, closed="left"), None],
         "device": [str, torch.device, None],
         "dtype": [torch.dtype, None],
+        "sharded": ["boolean"],
     }
 
     def __init__(
@@ -139,6 +148,7 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
         random_state: int | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
+        sharded: bool = False,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -159,6 +169,7 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.dtype = dtype
+        self.sharded = sharded
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -272,9 +283,19 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
             return None
         return torch.Generator(device=device).manual_seed(int(self.random_state))
 
-    def _initialize(self, X: torch.Tensor):
+    def _rows(self, X: torch.Tensor) -> Rows:
+        """This process's rows of the data: all of them, or its shard (``sharded``)."""
+        if not self.sharded:
+            return Rows(len(X))
+        if self.method == "svi":
+            raise ValueError(
+                "sharded=True fits by method='em' or 'hard_em', got method='svi' (pyro_lvm.infer.train runs SVI on torchrun)"
+            )
+        return ShardedRows(current_ranks(True), len(X))
+
+    def _initialize(self, X: torch.Tensor, rows: Rows):
         """Initial ``weights (R, K)``, ``means (R, K, D)`` and covariances for the ``n_init`` restarts."""
-        (N, D), K, R = X.shape, self.n_components, self.n_init
+        (N, D), K, R = X.shape, self.n_components, self.n_init  # N: this process's rows
         # checked before any work, as scikit-learn's _check_parameters does
         weights_init = None if self.weights_init is None else self._checked_weights_init(X)
         means_init = None if self.means_init is None else self._init_override(self.means_init, "means_init", (K, D), X)
@@ -285,11 +306,11 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
         if self.means_init is not None and fixed_covariances and fixed_weights:
             resp = torch.ones(R, N, K, dtype=X.dtype, device=X.device) / K  # everything is overridden below
         elif self.init_params == "random":
-            resp = torch.rand(R, N, K, generator=gen, device=X.device, dtype=X.dtype)
+            resp = rows.own(torch.rand(R, rows.n, K, generator=gen, device=X.device, dtype=X.dtype), dim=1)
             resp = resp / resp.sum(-1, keepdim=True)
         else:
-            resp = kmeans_responsibilities(X, K, R, gen, lloyd=self.init_params == "kmeans")
-        weights, means, covariances, _ = m_step(X, resp, self.covariance_type, self.reg_covar, self.learn_weights)
+            resp = kmeans_responsibilities(X, K, R, gen, lloyd=self.init_params == "kmeans", rows=rows)
+        weights, means, covariances, _ = m_step(X, resp, self.covariance_type, self.reg_covar, self.learn_weights, rows)
         if weights_init is not None:
             weights = weights_init.expand(R, K).clone()
         if means_init is not None:
@@ -310,17 +331,17 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
         """
         self._check_params()
         X_in, X = X, self._as_tensor(X, reset=True)
-        N = X.shape[0]
-        if N < self.n_components:
-            raise ValueError(f"n_components={self.n_components} must be <= n_samples={N}")
-        self._warn_if_reg_covar_swamps(X)
-        weights, means, covariances = self._initialize(X)
+        rows = self._rows(X)
+        if rows.n < self.n_components:
+            raise ValueError(f"n_components={self.n_components} must be <= n_samples={rows.n}")
+        self._warn_if_reg_covar_swamps(X, rows)
+        weights, means, covariances = self._initialize(X, rows)
         if self.method == "svi":
             self._fit_svi(X, X_in, weights, means, covariances)
             return self
         result = fit_mixture_em(
             X, weights, means, covariances, self.covariance_type, hard=self.method == "hard_em",
-            reg_covar=self.reg_covar, tol=self.tol, max_iter=self.max_iter, learn_weights=self.learn_weights,
+            reg_covar=self.reg_covar, tol=self.tol, max_iter=self.max_iter, learn_weights=self.learn_weights, rows=rows,
         )
         best = int(result.lower_bound.argmax())
         self._set_fitted(
@@ -343,12 +364,12 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
             )
         return self
 
-    def _warn_if_reg_covar_swamps(self, X: torch.Tensor) -> None:
+    def _warn_if_reg_covar_swamps(self, X: torch.Tensor, rows: Rows) -> None:
         """Warn when ``reg_covar`` exceeds the variance of every feature: each covariance is then mostly
         regularisation, and the components cannot separate (scikit-learn fits the same single cluster)."""
         if self.covariance_type == "identity" or self.n_components == 1:
             return
-        largest = float(X.var(0, correction=0).max())
+        largest = float((rows.sum((X - rows.mean(X)).square().sum(0)) / rows.n).max())
         if self.reg_covar > largest:
             warnings.warn(
                 f"reg_covar={self.reg_covar:g} is larger than the variance of every feature of X (largest "
@@ -368,7 +389,7 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
             history = train(
                 story.model, guide, X, loss=TraceEnum_ELBO(max_plate_nesting=1), lr=self.lr, steps=self.steps,
                 batch_size=X.shape[0], shuffle=False, device=X.device, progress=self.progress,
-                model_kwargs={"reg_covar": self.reg_covar},
+                model_kwargs={"reg_covar": self.reg_covar}, distributed=False,  # this process's own fit, also on torchrun
             )
             with torch.no_grad():
                 sites = {k: v.detach() for k, v in guide.median(X).items()}

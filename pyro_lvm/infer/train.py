@@ -46,6 +46,7 @@ from pyro_lvm.infer.checkpoint import (
     restore_param_store,
     restore_rng_state,
 )
+from pyro_lvm.infer.distributed import Ranks, current_ranks
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -490,6 +491,24 @@ def _dtype_error(error: RuntimeError, batch: tuple, modules: list[torch.nn.Modul
     )
 
 
+def _shard(batches, ranks: Ranks, shuffle: bool, seed: int, name: str):
+    """This rank's share of tensor batches; a DataLoader as it is, if its sampler shards."""
+    if isinstance(batches, _TensorBatches):
+        return ranks.shard(batches.tensors, batches.batch_size, shuffle, seed)
+    ranks.check_loader(batches.batches, name)
+    return batches
+
+
+def _rank_rng_state(state: dict, ranks: Ranks, checkpoint) -> dict:
+    """This rank's random state from a checkpoint of a run on several ranks."""
+    if "rng_per_rank" not in state:
+        raise ValueError(
+            f"checkpoint {os.fspath(checkpoint)!r} was written by a single process, but this run has {ranks.world_size} "
+            "ranks: resume it on one process (or start a new run from its weights with load_weights)"
+        )
+    return state["rng_per_rank"][ranks.rank]
+
+
 def _check_resumed_run(state: dict, optimizer, data_order: dict, checkpoint) -> None:
     """Refuse to resume a run with another kind of optimizer or another order of the data."""
     saved_torch = isinstance(state["optimizer"], dict) and set(state["optimizer"]) == {"state", "param_groups"}
@@ -510,11 +529,15 @@ def _check_resumed_run(state: dict, optimizer, data_order: dict, checkpoint) -> 
 
 
 @torch.no_grad()
-def _validation_loss(model, guide, loss, batches, kwargs: dict) -> float:
+def _validation_loss(model, guide, loss, batches, kwargs: dict, ranks: Ranks | None = None) -> float:
     total, count = 0.0, 0
     for batch in batches:
+        if getattr(batches, "empty", False):  # a rank's stand-in example on a short last step
+            continue
         total += float(loss.loss(model, guide, *batch, **kwargs))
         count += _batch_size_of(batch)
+    if ranks is not None:
+        total, count = ranks.sum_numbers(total, count)
     return total / count
 
 
@@ -542,6 +565,7 @@ def train(
     model_kwargs: dict | None = None,
     callbacks: Sequence = (),
     example_ids: bool | str = False,
+    distributed: bool | None = None,
 ) -> History:
     """Train ``model`` and ``guide`` by stochastic variational inference.
 
@@ -550,8 +574,8 @@ def train(
         a :mod:`pyro_lvm.guides` family, or a function; a no-op for fully enumerated models).
     :param data: a tensor (N, ...), a tuple of tensors with N rows each, or a re-iterable of
         batches with a length (a ``DataLoader``), not a generator. Tensors are moved to ``device``
-        once and reshuffled each epoch. NumPy arrays are taken as tensors (``torch.as_tensor``,
-        dtype kept: NumPy's default float64 needs float64 parameters, or ``.astype("float32")``).
+        once and reshuffled each epoch (sharded on several ranks: see ``distributed``). NumPy arrays
+        are taken as tensors (``torch.as_tensor``, dtype kept: NumPy's default float64 needs float64 parameters, or ``.astype("float32")``).
     :param loss: any Pyro ELBO (default ``Trace_ELBO()``) or :class:`~pyro_lvm.infer.HardEM`.
     :param optimizer: a ``pyro.optim`` optimizer; a ``pyro.optim`` scheduler
         (``PyroLRScheduler``) is stepped once per epoch. Default ``pyro.optim.Adam({"lr": lr})``.
@@ -590,6 +614,20 @@ def train(
         e.g. for a :class:`~pyro_lvm.guides.LocalGuide` (one row of parameters per example).
         ``data`` must be tensors (a DataLoader's rows have no known numbers: put the ids in its
         batches instead).
+    :param distributed: run data-parallel on the ``torch.distributed`` default process group (one
+        process per rank, launched by ``torchrun``; see :mod:`pyro_lvm.infer.distributed`): None
+        (default) when a group of more than one rank is set up, True to require one, False to train
+        on this process alone. ``batch_size`` then counts a step's examples over all ranks (each
+        rank takes ``batch_size / world size`` of them, ``DistributedSampler``'s way: every example
+        once per epoch, a new shuffle each epoch, the same on every rank), so the run follows the
+        trajectory of one process with that batch size. Every rank starts from rank 0's parameters
+        (after a warm-up trace on the first batch, which creates lazy parameters), gradients, losses
+        and example counts are summed over ranks at every step, each rank draws from its own random
+        stream, and only rank 0 shows progress and writes the checkpoint (which holds every rank's
+        random state, so ``resume`` on the same world size continues the same run). A
+        ``DataLoader`` needs a ``DistributedSampler`` (its ``set_epoch`` is called each epoch).
+        A rank that raises in a step stops the others with
+        :class:`~pyro_lvm.infer.distributed.RankFailed` naming it.
     :returns: the :class:`History` (also in the checkpoint).
     :raises TrainingDiverged: when a step's loss is NaN or infinite, or, after finite steps, Pyro's
         validation finds a distribution parameter NaN or outside its support; the parameters are
@@ -600,9 +638,11 @@ def train(
         returns something other than a tuple.
     :raises ValueError: for empty ``data`` or ``val_data``, a ``checkpoint`` that cannot be
         written (checked before the first step) or read, and a resume with another kind of
-        optimizer or another ``batch_size``, ``shuffle``, number of batches per epoch or list of
-        callbacks with state than the checkpoint's run; ``example_ids`` with data other than
-        tensors, or whose keyword is also in ``model_kwargs``.
+        optimizer or another ``batch_size``, ``shuffle``, world size, number of batches per epoch or
+        list of callbacks with state than the checkpoint's run; ``example_ids`` with data other than
+        tensors, or whose keyword is also in ``model_kwargs``; on several ranks, fewer examples than
+        ranks, a ``batch_size`` that is not a multiple of the world size, or a ``DataLoader``
+        without a ``DistributedSampler``.
 
     Param store entries named like a parameter of the model's or guide's PyroModules but bound
     to another tensor (left by another module of the same class, trained earlier in this process
@@ -616,8 +656,11 @@ def train(
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs a checkpoint path")
-    if checkpoint is not None:
+    ranks = current_ranks(distributed)
+    if checkpoint is not None and ranks is None:
         check_writable(checkpoint)
+    elif checkpoint is not None:  # rank 0 writes; the others hear if it cannot
+        ranks.together("the check that the checkpoint can be written", lambda: ranks.is_main and check_writable(checkpoint))
     callbacks = _check_callbacks(callbacks)
     ids_keyword = "index" if example_ids is True else example_ids or None
     if ids_keyword is not None and not isinstance(ids_keyword, str):
@@ -645,8 +688,14 @@ def train(
         ids = torch.arange(batches.n, device=device)
         batches = _TensorBatches((*batches.tensors, ids), batch_size, shuffle)  # the ids ride along as the last tensor
     val_batches = None if val_data is None else as_batch_source(val_data, batch_size, False, device, "val_data")
+    if ranks is not None:
+        shuffle_seed = ranks.broadcast_int(int(torch.randint(2**31, ())))  # rank 0's draw; each rank's own stream next
+        pyro.set_rng_seed(ranks.broadcast_int(int(torch.randint(2**31, ()))) + ranks.rank)
+        batches = _shard(batches, ranks, shuffle, shuffle_seed, "data")
+        val_batches = None if val_batches is None else _shard(val_batches, ranks, False, shuffle_seed, "val_data")
+        loss = ranks.summed_loss(loss, batches)
     n_batches = len(batches)
-    data_order = {"batches_per_epoch": n_batches}  # with the batch size and shuffle that made it, recorded in checkpoints
+    data_order = {"batches_per_epoch": n_batches, "world_size": 1 if ranks is None else ranks.world_size}  # recorded in checkpoints
     if isinstance(batches, _TensorBatches):
         data_order = {"batch_size": batch_size, "shuffle": shuffle, **data_order}
     total_epochs = epochs if epochs is not None else math.ceil(steps / n_batches)
@@ -661,18 +710,24 @@ def train(
             optimizer.load_state_dict(state["optimizer"])
         else:
             optimizer.set_state(state["optimizer"])
-        restore_rng_state(state["rng"])
+        restore_rng_state(state["rng"] if ranks is None else _rank_rng_state(state, ranks, checkpoint))
+        if ranks is not None:
+            batches.seed = shuffle_seed = state["shuffle_seed"]
         _restore_callbacks(state.get("callbacks", {}), callbacks, checkpoint)
         history = History(**state["history"])
         step, start_epoch = state["step"], state["epoch"]
 
     def save() -> None:
+        rng = capture_rng_state() if ranks is None else ranks.gather_objects(capture_rng_state())
+        if ranks is not None and not ranks.is_main:
+            return
         atomic_save(
             {
                 "modules": [m.state_dict() for m in modules],
                 "param_store": param_store_state(modules),
                 "optimizer": optimizer.state_dict() if isinstance(optimizer, torch.optim.Optimizer) else optimizer.get_state(),
-                "rng": capture_rng_state(),
+                "rng": rng if ranks is None else rng[0],
+                **({} if ranks is None else {"rng_per_rank": rng, "shuffle_seed": shuffle_seed}),
                 "history": history.to_dict(),
                 "step": step,
                 "epoch": epoch + 1,
@@ -688,12 +743,15 @@ def train(
     cb_state = TrainState(model, guide, modules, optimizer, history, step, start_epoch, total_steps, total_epochs,
                           validation=val_batches is not None, stop_reason=history.stop_reason)  # a stopped run stays stopped
     _run_callbacks(callbacks, "on_train_start", cb_state)
+    progress = progress and (ranks is None or ranks.is_main)
     bar = tqdm(total=total_steps, initial=step, disable=not progress, desc="train", unit="step", dynamic_ncols=True)
     try:
         for epoch in range(start_epoch, total_epochs):
             if step >= total_steps or cb_state.stop_reason is not None:
                 break
             cb_state.epoch = epoch
+            if ranks is not None:
+                ranks.set_epoch(batches, epoch)
             t0, epoch_total, epoch_count = time.perf_counter(), 0.0, 0
             for batch in batches:
                 step_kwargs = model_kwargs
@@ -714,7 +772,11 @@ def train(
                 m, g = scaled[1:]
                 try:
                     if not history.step_loss:  # a guide for the wrong sites fails here, naming the model's sites
-                        check_guide_sites(m, g, *batch, **step_kwargs)
+                        if ranks is None:
+                            check_guide_sites(m, g, *batch, **step_kwargs)
+                        else:  # the warm-up that creates lazy parameters, then rank 0's values everywhere
+                            ranks.together("the first step's warm-up", check_guide_sites, m, g, *batch, **step_kwargs)
+                            ranks.broadcast_parameters(modules)
                     value = svi_step(m, g, loss, optimizer, batch, step_kwargs, snapshot)
                 except FloatingPointError as e:
                     raise _diverged(f"loss became {e.args[0]}", step, epoch, history, snapshot) from None
@@ -731,7 +793,7 @@ def train(
                     raise dtype_error from e
                 if not history.step_loss:
                     _warn_unregistered_parameters(modules)
-                n = _batch_size_of(batch)
+                n = _batch_size_of(batch) if ranks is None else loss.last_count
                 history.step_loss.append(value / n)
                 epoch_total, epoch_count, step = epoch_total + value, epoch_count + n, step + 1
                 bar.update(1)
@@ -753,7 +815,7 @@ def train(
                 "seconds": time.perf_counter() - t0,
             }
             if val_batches is not None and ((epoch + 1) % val_every == 0 or epoch + 1 == total_epochs):
-                record["val_loss"] = _validation_loss(model, guide, loss, val_batches, model_kwargs)
+                record["val_loss"] = _validation_loss(model, guide, loss, val_batches, model_kwargs, ranks)
                 bar.set_postfix(epoch=epoch, loss=f"{record['train_loss']:.4g}", val=f"{record['val_loss']:.4g}")
             history.epochs.append(record)
             _run_callbacks(callbacks, "on_epoch_end", cb_state)

@@ -13,6 +13,13 @@ plus ``reg_covar`` on the diagonal. Convergence follows scikit-learn's ``Gaussia
 a restart stops when the mean lower bound (the mean log-likelihood per sample under the
 parameters *before* the M-step of that iteration; for hard EM the mean of
 ``log p(x_n, z_n*)``) changes by less than ``tol``; hard EM also stops when no assignment changes.
+
+The rows of ``X`` may be split across processes (each holding its own ``(n_r, D)``): every
+function that sums over rows takes ``rows``, a :class:`Rows` that says how to complete a sum
+over this process's rows into one over all of them; :class:`Rows` itself (the default) holds
+every row, and :class:`pyro_lvm.infer.distributed.ShardedRows` all-reduces. The E-step's
+sufficient statistics (responsibility sums, weighted sums and second moments, the
+log-likelihood) are such sums, so a sharded fit is the fit on all rows.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import torch
 __all__ = [
     "COVARIANCE_TYPES",
     "MixtureEMResult",
+    "Rows",
     "covariances_from_precisions",
     "e_step",
     "fit_mixture_em",
@@ -39,6 +47,43 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical", "identity")
 
 # Rows of X per chunk: one (rows, R, K, D) temporary stays below this many elements (cache-sized blocks).
 _CHUNK_ELEMENTS = 1 << 18
+
+
+class Rows:
+    """All the rows of ``X`` are on this process: sums over rows are complete as they are.
+
+    A subclass for rows split across processes overrides every method (see the module's docs);
+    row numbers are positions in the concatenation of all processes' rows.
+
+    :ivar n: rows over all processes; ``offset``: the first of this process's rows; ``local``: their number.
+    """
+
+    def __init__(self, local_rows: int) -> None:
+        self.n, self.offset, self.local = local_rows, 0, local_rows
+
+    def sum(self, partial: torch.Tensor) -> torch.Tensor:
+        """A sum over this process's rows, completed over all rows (same shape)."""
+        return partial
+
+    def max(self, partial: torch.Tensor) -> torch.Tensor:
+        """A maximum over this process's rows, completed over all rows."""
+        return partial
+
+    def mean(self, X: torch.Tensor) -> torch.Tensor:
+        """The mean row ``(D,)`` of ``X``."""
+        return X.mean(0)
+
+    def gather(self, local: torch.Tensor) -> torch.Tensor:
+        """Every process's ``local`` ``(n_r, ...)`` concatenated along dim 0: ``(n, ...)``."""
+        return local
+
+    def take(self, X: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The rows at (global) positions ``index`` (any shape): ``index.shape + (D,)``."""
+        return X[index]
+
+    def own(self, full: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """This process's part, along ``dim``, of a tensor over all ``n`` rows."""
+        return full
 
 
 def precision_cholesky(covariances: torch.Tensor | None, covariance_type: str) -> torch.Tensor | None:
@@ -83,16 +128,17 @@ def log_joint(
     means: torch.Tensor,
     prec_chol: torch.Tensor | None,
     covariance_type: str,
+    rows: Rows | None = None,
 ) -> torch.Tensor:
     """``log pi_k + log N(x_n | mu_k, Sigma_k)`` for every restart, sample and component.
 
-    :param X: data ``(N, D)``.
+    :param X: data ``(N, D)`` (this process's rows; ``rows`` see the module's docs).
     :param weights: ``(R, K)``; ``means``: ``(R, K, D)``; ``prec_chol`` from :func:`precision_cholesky`.
     :returns: ``(R, N, K)``.
     """
     # the quadratic forms are translation invariant: work about the data mean, so that the expanded
     # forms do not cancel catastrophically for data far from the origin (float32)
-    centre = X.mean(0)
+    centre = (rows or Rows(len(X))).mean(X)
     return _log_joint(X - centre, weights, means - centre, prec_chol, covariance_type)
 
 
@@ -133,7 +179,7 @@ def _log_joint(X, weights, means, prec_chol, covariance_type: str) -> torch.Tens
     return maha.mul_(-0.5).add_(bias.unsqueeze(-2))
 
 
-def e_step(log_joint_values: torch.Tensor, hard: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def e_step(log_joint_values: torch.Tensor, hard: bool, rows: Rows | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Responsibilities and the mean lower bound from :func:`log_joint`.
 
     :param log_joint_values: ``(R, N, K)``.
@@ -141,12 +187,18 @@ def e_step(log_joint_values: torch.Tensor, hard: bool) -> tuple[torch.Tensor, to
     :returns: ``resp (R, N, K)`` and ``lower_bound (R,)``: the mean over samples of
         ``log p(x_n)`` (soft) or ``max_k log p(x_n, z_n = k)`` (hard).
     """
+    rows = rows or Rows(log_joint_values.shape[-2])
     if hard:
         best, labels = log_joint_values.max(-1)
         resp = torch.nn.functional.one_hot(labels, log_joint_values.shape[-1]).to(log_joint_values.dtype)
-        return resp, best.mean(-1)
+        return resp, _row_mean(best, rows)
     log_norm = log_joint_values.logsumexp(-1, keepdim=True)
-    return (log_joint_values - log_norm).exp(), log_norm.squeeze(-1).mean(-1)
+    return (log_joint_values - log_norm).exp(), _row_mean(log_norm.squeeze(-1), rows)
+
+
+def _row_mean(values: torch.Tensor, rows: Rows) -> torch.Tensor:
+    """The mean over all rows of ``values (R, n)``: ``(R,)``."""
+    return values.mean(-1) if type(rows) is Rows else rows.sum(values.sum(-1)) / rows.n
 
 
 def m_step(
@@ -155,6 +207,7 @@ def m_step(
     covariance_type: str,
     reg_covar: float,
     learn_weights: bool = True,
+    rows: Rows | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Weighted means and centred weighted covariances (plus ``reg_covar``) from responsibilities.
 
@@ -163,12 +216,13 @@ def m_step(
         covariances by type and the soft counts ``nk (R, K)`` (before scikit-learn's ``10 * eps``).
         A component with no responsibility gets the data mean and covariance ``reg_covar I``.
     """
-    centre = X.mean(0)  # work about the data mean to limit cancellation (see _m_step)
-    weights, means, covariances, counts = _m_step(X - centre, resp, covariance_type, reg_covar, learn_weights)
+    rows = rows or Rows(len(X))
+    centre = rows.mean(X)  # work about the data mean to limit cancellation (see _m_step)
+    weights, means, covariances, counts = _m_step(X - centre, resp, covariance_type, reg_covar, learn_weights, rows)
     return weights, means + centre, covariances, counts
 
 
-def _m_step(X, resp, covariance_type: str, reg_covar: float, learn_weights: bool):
+def _m_step(X, resp, covariance_type: str, reg_covar: float, learn_weights: bool, rows: Rows):
     """:func:`m_step` for data already centred near the origin.
 
     Second moments are accumulated as one GEMM about the origin and then centred on each mean
@@ -177,31 +231,32 @@ def _m_step(X, resp, covariance_type: str, reg_covar: float, learn_weights: bool
     """
     N, D = X.shape
     R, _, K = resp.shape
-    counts = resp.sum(-2)  # (R, K)
+    counts = rows.sum(resp.sum(-2))  # (R, K)
     nk = counts + 10 * torch.finfo(X.dtype).eps
-    first = resp.mT @ X  # (R, K, D)
+    first = rows.sum(resp.mT @ X)  # (R, K, D)
     means = first / nk.unsqueeze(-1)
     if learn_weights:
-        weights = nk / N
+        weights = nk / rows.n
     else:
         weights = torch.full_like(nk, 1.0 / K)
     if covariance_type == "identity":
         covariances = None
     elif covariance_type == "tied":
         # sum_k sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T / sum_k nk = (X^T X - sum_k nk mu_k mu_k^T) / sum_k nk
-        covariances = (X.mT @ X - (nk.unsqueeze(-1) * means).mT @ means) / nk.sum(-1)[..., None, None]
+        covariances = (rows.sum(X.mT @ X) - (nk.unsqueeze(-1) * means).mT @ means) / nk.sum(-1)[..., None, None]
         covariances.diagonal(dim1=-2, dim2=-1).add_(reg_covar)
     elif covariance_type == "full":
         scatter = torch.zeros(R * K * D, D, dtype=X.dtype, device=X.device)  # sum_n r_nk x_n x_n^T, one GEMM
-        for rows in _row_chunks(N, R * K * D):
-            weighted = resp[:, rows].permute(1, 0, 2).unsqueeze(-1) * X[rows, None, None, :]  # (n, R, K, D)
-            scatter += weighted.reshape(-1, R * K * D).mT @ X[rows]
+        for chunk in _row_chunks(N, R * K * D):
+            weighted = resp[:, chunk].permute(1, 0, 2).unsqueeze(-1) * X[chunk, None, None, :]  # (n, R, K, D)
+            scatter += weighted.reshape(-1, R * K * D).mT @ X[chunk]
+        scatter = rows.sum(scatter)
         cross = first.unsqueeze(-1) * means.unsqueeze(-2)  # A_k mu_k^T
         covariances = scatter.view(R, K, D, D) - cross - cross.mT + counts[..., None, None] * means.unsqueeze(-1) * means.unsqueeze(-2)
         covariances = covariances / nk[..., None, None]
         covariances.diagonal(dim1=-2, dim2=-1).add_(reg_covar)
     else:
-        avg_x2 = (resp.mT @ X.square()) / nk.unsqueeze(-1)
+        avg_x2 = rows.sum(resp.mT @ X.square()) / nk.unsqueeze(-1)
         avg_x_means = means * first / nk.unsqueeze(-1)
         covariances = avg_x2 - 2.0 * avg_x_means + (counts / nk).unsqueeze(-1) * means.square() + reg_covar  # (R, K, D)
         if covariance_type == "spherical":
@@ -246,6 +301,7 @@ def fit_mixture_em(
     tol: float = 1e-3,
     max_iter: int = 100,
     learn_weights: bool = True,
+    rows: Rows | None = None,
 ) -> MixtureEMResult:
     """Run EM (or hard EM) from initial parameters, all restarts at once.
 
@@ -258,11 +314,13 @@ def fit_mixture_em(
     (and gets weight 0 when weights are learnt), as in Lloyd's algorithm without relocation.
 
     :param X: ``(N, D)``; initial ``weights (R, K)``, ``means (R, K, D)``, covariances by type.
+    :param rows: how this process's rows of ``X`` make up all rows (see the module's docs).
     :raises ValueError: when the lower bound of a running restart is NaN or infinite (some sample
         has zero or undefined density under every component), instead of going on with NaN parameters.
     """
     R = weights.shape[0]
-    centre = X.mean(0)  # iterate about the data mean (see log_joint and m_step)
+    rows = rows or Rows(len(X))
+    centre = rows.mean(X)  # iterate about the data mean (see log_joint and m_step)
     X, means = X - centre, means - centre
     prec_chol = precision_cholesky(covariances, covariance_type)
     lower = torch.full((R,), -math.inf, dtype=X.dtype, device=X.device)
@@ -272,9 +330,9 @@ def fit_mixture_em(
     history = []
     labels = None
     for iteration in range(1, max_iter + 1):
-        resp, bound = e_step(_log_joint(X, weights, means, prec_chol, covariance_type), hard)
+        resp, bound = e_step(_log_joint(X, weights, means, prec_chol, covariance_type), hard, rows)
         _check_finite_bound(bound, active, iteration)
-        new_w, new_m, new_c, counts = _m_step(X, resp, covariance_type, reg_covar, learn_weights)
+        new_w, new_m, new_c, counts = _m_step(X, resp, covariance_type, reg_covar, learn_weights, rows)
         done = (bound - lower).abs() < tol
         if hard:
             empty = counts == 0
@@ -282,10 +340,10 @@ def fit_mixture_em(
             if new_c is not None and covariance_type != "tied":  # a tied covariance belongs to no component
                 new_c = torch.where(empty.reshape(empty.shape + (1,) * (new_c.dim() - 2)), covariances, new_c)
             if learn_weights:
-                new_w = counts / X.shape[0]
+                new_w = counts / rows.n
             new_labels = resp.argmax(-1)
             if labels is not None:
-                done = done | (new_labels == labels).all(-1)
+                done = done | (rows.sum((new_labels != labels).sum(-1)) == 0)
             labels = new_labels
         weights, means = _select(active, new_w, weights), _select(active, new_m, means)
         covariances = _select(active, new_c, covariances)
@@ -321,7 +379,8 @@ def _check_finite_bound(bound: torch.Tensor, active: torch.Tensor, iteration: in
 
 
 def kmeans_responsibilities(
-    X: torch.Tensor, n_components: int, n_init: int, generator: torch.Generator | None = None, lloyd: bool = True
+    X: torch.Tensor, n_components: int, n_init: int, generator: torch.Generator | None = None, lloyd: bool = True,
+    rows: Rows | None = None,
 ) -> torch.Tensor:
     """One-hot responsibilities ``(n_init, N, K)`` from k-means++ seeds, refined by Lloyd's k-means if ``lloyd``.
 
@@ -332,34 +391,40 @@ def kmeans_responsibilities(
     distances (``~1e-16``) would vanish in its rounding and every sample would tie into component 0.
     (scikit-learn's ``KMeans`` compares squared distances alone, which is scale-free.)
     """
-    centred = X - X.mean(0)
-    peak = centred.abs().max()
+    rows = rows or Rows(len(X))
+    centred = X - rows.mean(X)
+    peak = rows.max(centred.abs().max())
     peak = torch.where(peak > 0, peak, torch.ones_like(peak))
-    spread = peak * (centred / peak).square().mean().sqrt()  # root mean square, without overflow or underflow
+    # root mean square, without overflow or underflow
+    spread = peak * (rows.sum((centred / peak).square().sum()) / (rows.n * X.shape[1]) if type(rows) is not Rows
+                     else (centred / peak).square().mean()).sqrt()
     X = centred / torch.where(spread > 0, spread, torch.ones_like(spread))
-    centres = kmeans_plusplus(X, n_components, n_init, generator)
+    centres = kmeans_plusplus(X, n_components, n_init, generator, rows)
     uniform = X.new_full((n_init, n_components), 1.0 / n_components)
     if lloyd:
-        centres = fit_mixture_em(X, uniform, centres, None, "identity", hard=True, tol=0.0, max_iter=300, learn_weights=False).means
-    return e_step(log_joint(X, uniform, centres, None, "identity"), hard=True)[0]
+        centres = fit_mixture_em(X, uniform, centres, None, "identity", hard=True, tol=0.0, max_iter=300, learn_weights=False,
+                                 rows=rows).means
+    return e_step(log_joint(X, uniform, centres, None, "identity", rows), hard=True)[0]
 
 
-def kmeans_plusplus(X: torch.Tensor, n_components: int, n_init: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def kmeans_plusplus(
+    X: torch.Tensor, n_components: int, n_init: int, generator: torch.Generator | None = None, rows: Rows | None = None
+) -> torch.Tensor:
     """k-means++ seeding (Arthur and Vassilvitskii, 2007) for ``n_init`` restarts at once.
 
     The first centre is a uniformly drawn sample, each next one a sample drawn with
     probability proportional to its squared distance to the nearest centre chosen so far.
 
-    :param X: ``(N, D)``.
+    :param X: ``(N, D)``; ``rows``: see the module's docs (the draws use the distances to all rows).
     :returns: centres ``(n_init, n_components, D)``, rows of ``X``.
     """
-    N = X.shape[0]
-    idx = torch.randint(N, (n_init,), generator=generator, device=X.device)
-    centres = [X[idx]]
+    rows = rows or Rows(len(X))
+    idx = torch.randint(rows.n, (n_init,), generator=generator, device=X.device)
+    centres = [rows.take(X, idx)]
     d2 = (X.unsqueeze(0) - centres[0].unsqueeze(1)).square().sum(-1)  # (R, N)
     for _ in range(1, n_components):
-        probs = d2 + torch.finfo(X.dtype).tiny  # all-equal points still give a valid distribution
+        probs = rows.gather(d2.mT).mT + torch.finfo(X.dtype).tiny  # all-equal points still give a valid distribution
         idx = torch.multinomial(probs / probs.sum(-1, keepdim=True), 1, generator=generator).squeeze(-1)
-        centres.append(X[idx])
+        centres.append(rows.take(X, idx))
         d2 = torch.minimum(d2, (X.unsqueeze(0) - centres[-1].unsqueeze(1)).square().sum(-1))
     return torch.stack(centres, 1)
