@@ -140,6 +140,16 @@ whose posterior mean varies (variance > 0.01); `active_directions` counts princi
 which `mvn` and `iaf` are free to rotate off the axes (so they read 50/50 per axis).
 With `--keep-runs DIR --resume` an interrupted run goes on where it stopped: the cases already
 in DIR (each a `metrics.json` and its settings) with the same settings are read back.
+The `encoder` column gives two row sets at the same budget: `mlp` (the dense networks above, every
+family) and `conv` (the convolutional VAE of `examples/vae.py --encoder conv`: stride-2 convolutions
+with 16 and 32 channels and a feature layer of the last hidden size; a decoder of stride-1
+convolutions and `PixelShuffle`), for every family with an encoder (not `local`), its cases named
+`normal+elbo[conv]` and so on; `--cases GUIDE:LOSS:conv` runs one. The CPU rows below are the
+`mlp` set, run before the column existed (their `encoder` cell is empty; `local`'s test rows were
+fitted with the constant-rate schedule `guide_for_examples` had then); the `conv` set at this budget
+(8 more cases of 20 MNIST epochs, over an hour on one thread) and the full run on a GPU are still to
+be made. A `--quick` pair on the 8x8 digits (40 epochs, k=500): normal+elbo 23.25 nats, 0.28 s/epoch;
+normal+elbo[conv] 23.30 nats, 0.23 s/epoch.
 
 At this budget the importance-weighted bound gives the best test NLL (iaf+iwae 92.6 and
 normal+iwae 93.0 nats, against 95.0 for normal+elbo), at about twice the time per epoch with K=5.
