@@ -145,7 +145,7 @@ family) and `conv` (the convolutional VAE of `examples/vae.py --encoder conv`: s
 with 16 and 32 channels and a feature layer of the last hidden size; a decoder of stride-1
 convolutions and `PixelShuffle`), for every family with an encoder (not `local`), its cases named
 `normal+elbo[conv]` and so on; `--cases GUIDE:LOSS:conv` runs one. The CPU rows below are the
-`mlp` set, run before the column existed (their `encoder` cell is empty; `local`'s test rows were
+`mlp` set, run before the column existed (they have no `encoder` field; `local`'s test rows were
 fitted with the constant-rate schedule `guide_for_examples` had then); the `conv` set at this budget
 (8 more cases of 20 MNIST epochs, over an hour on one thread) and the full run on a GPU are still to
 be made. A `--quick` pair on the 8x8 digits (40 epochs, k=500): normal+elbo 23.25 nats, 0.28 s/epoch;
