@@ -42,6 +42,7 @@ from pyro_lvm.evaluation import (
 )
 from pyro_lvm.evaluation.vae_experiment import CONV_GUIDES, ENCODERS, TWO_LAYER_GUIDES
 from pyro_lvm.guides import GUIDE_FAMILIES
+from pyro_lvm.infer.distributed import init_from_environment
 
 DATASET_DEFAULTS = {  # z_dim, epochs, batch size: a run of a few minutes on a laptop CPU
     "digits": dict(z_dim=2, epochs=300, batch_size=100),
@@ -204,12 +205,15 @@ def save_figures(out, model, guide, history, x_test, y_test, side, args) -> list
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    out = runs.output_dir(args.out)
+    ranks = init_from_environment()  # under torchrun: join its process group; train() then runs on every rank
+    out = runs.output_dir(args.out) if ranks is None or ranks.is_main else None
     data = load_vae_data(args.dataset, args.data_dir, seed=args.seed)
     if args.eval_examples is not None and args.eval_examples > len(data.x_test):
         raise ValueError(f"--eval-examples {args.eval_examples}: {args.dataset} has only {len(data.x_test)} test examples")
     experiment = VAEExperiment(**{k: getattr(args, k) for k in VAEExperiment.__dataclass_fields__})
-    run = run_vae_experiment(experiment, data, progress=not args.no_progress)
+    run = run_vae_experiment(experiment, data, progress=not args.no_progress and out is not None)
+    if out is None:  # rank 0 writes the figures and metrics
+        return run.metrics
     metrics = run.metrics
     metrics["pyro_lvm"] = pyro_lvm.__version__
     is_bound = metrics["test_elbo_is_bound"]

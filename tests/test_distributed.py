@@ -107,7 +107,8 @@ def _train_on_ranks(rank: int, folder: Path) -> dict:
     x = _data()
     out = {}
     model, guide = _build(seed=rank)  # other starting values on rank 1: rank 0's are broadcast
-    out["order"] = train(model, guide, x, steps=20, batch_size=BATCH, shuffle=False, progress=False).step_loss
+    history = train(model, guide, x, steps=20, batch_size=BATCH, shuffle=False, val_data=x[:7], progress=False)
+    out["order"], out["val"] = history.step_loss, [r["val_loss"] for r in history.epochs]
     out["order_params"] = _params(model, guide)
 
     writes = []
@@ -147,7 +148,8 @@ def test_training_on_two_ranks_follows_one_process(tmp_path):
         model, guide = _build(seed=0)
         single = train(model, guide, x, steps=5, batch_size=BATCH, checkpoint=tmp_path / "single.pt", progress=False)
         model, guide = _build(seed=0)
-        reference = train(model, guide, x, steps=20, batch_size=BATCH, shuffle=False, progress=False).step_loss
+        history = train(model, guide, x, steps=20, batch_size=BATCH, shuffle=False, val_data=x[:7], progress=False)
+        reference, reference_val = history.step_loss, [r["val_loss"] for r in history.epochs]
         reference_params = _params(model, guide)
     finally:
         torch.set_default_dtype(torch.float32)
@@ -156,6 +158,7 @@ def test_training_on_two_ranks_follows_one_process(tmp_path):
     for rank, out in enumerate(results):
         # per-rank batch BATCH / 2 == one process with batch BATCH, in the same order of the data
         torch.testing.assert_close(torch.tensor(out["order"]), torch.tensor(reference), rtol=0, atol=1e-10)
+        torch.testing.assert_close(torch.tensor(out["val"]), torch.tensor(reference_val), rtol=0, atol=1e-10)
         for k, v in reference_params.items():
             torch.testing.assert_close(out["order_params"][k], v, rtol=0, atol=1e-10, msg=f"rank {rank}: {k}")
         # a job killed after 9 steps (3 epochs) and resumed on two ranks continues the uninterrupted run

@@ -306,7 +306,7 @@ class SummedLoss:
     """
 
     def __init__(self, loss: Any, ranks: Ranks, batches: Any) -> None:
-        self.loss, self.ranks, self.batches, self.last_count = loss, ranks, batches, 0
+        self.objective, self.ranks, self.batches, self.last_count = loss, ranks, batches, 0
 
     def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
         empty = getattr(self.batches, "empty", False)
@@ -316,7 +316,7 @@ class SummedLoss:
         error, value, params = None, 0.0, []
         try:
             with poutine.trace(param_only=True) as capture:
-                value = float(self.loss.loss_and_grads(model, guide, *args, **kwargs))
+                value = float(self.objective.loss_and_grads(model, guide, *args, **kwargs))
             params = list(dict.fromkeys(site["value"].unconstrained() for site in capture.trace.nodes.values()))
         except Exception as e:  # the other ranks must hear of it
             error = e
@@ -326,7 +326,7 @@ class SummedLoss:
         return total
 
     def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
-        return float(self.loss.loss(model, guide, *args, **kwargs))
+        return float(self.objective.loss(model, guide, *args, **kwargs))
 
 
 class ShardedRows(Rows):
