@@ -18,7 +18,7 @@ import pytest
 from pyro_lvm import runs
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ["examples/vae.py", "examples/gmm.py", "examples/colorization.py"]
+EXAMPLES = ["examples/vae.py", "examples/gmm.py", "examples/colorization.py", "examples/impute.py"]
 BENCHMARKS = ["benchmarks/ctc.py", "benchmarks/gmm_em.py", "benchmarks/guide_families.py",
               "benchmarks/svi_overhead.py", "benchmarks/run_all.py"]
 POSITIVE = (runs.positive_int, runs.positive_float)

@@ -173,3 +173,20 @@ def test_masked_story_with_a_full_mask_is_the_vae_and_imputes_only_the_missing_v
     fitted = fit_missing_values(model.with_missing, MissingValuesGuide(copy.deepcopy(guide), tuple(x.shape)), x, mask, steps=5)
     assert fitted.shape == x.shape
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_example_quick_run_writes_a_row_per_method(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "impute.py"
+    spec = importlib.util.spec_from_file_location("impute_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.main(["--quick", "--epochs", "3", "--svi-steps", "20", "--out", str(tmp_path), "--no-progress"])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert [r["method"] for r in metrics["results"]] == ["svi", "importance", "train_mean", "knn"]
+    for row in metrics["results"]:
+        assert row["missing_pixel_log_likelihood"] < 0 and 0 <= row["missing_pixel_accuracy"] <= 1
+    assert (tmp_path / "completions.png").exists()

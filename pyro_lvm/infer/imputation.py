@@ -84,6 +84,9 @@ def fit_missing_values(model: Callable, guide: MissingValuesGuide, x: torch.Tens
     All examples form one batch (the guide's rows follow their order). The model's parameters are
     hidden from the optimizer (:func:`pyro.poutine.block` of its ``param`` sites), so only the guide
     moves: the latent guide's parameters too (a per-example refinement of an encoder's output).
+    The objective is :class:`~pyro.infer.Trace_ELBO`; for Bernoulli values its gradient in ``phi`` is
+    a score-function estimate (Pyro's closed-form mean-field KL needs a reparameterized guide), so
+    give it particles and steps.
 
     :param model: the story with the missing values as the latent site ``guide.site``, called ``model(x, mask)``.
     :param steps: Adam steps at learning rate ``lr``; ``num_particles`` draws per step.

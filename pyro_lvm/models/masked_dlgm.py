@@ -97,7 +97,7 @@ class MaskedDeepLatentGaussian(DeepLatentGaussian):
 
     @torch.no_grad()
     def impute(self, x: torch.Tensor, mask: torch.Tensor, *, guide: Callable | None = None,
-               num_samples: int = 1000) -> torch.Tensor:
+               num_samples: int = 1000, batch_size: int = 100) -> torch.Tensor:
         """``E[x_missing | x_observed]`` by self-normalized importance sampling (Mattei & Frellsen, 2019), (N, D).
 
         ``sum_s w_s E[x | z_s]`` with ``z_s ~ q(z | x, mask)`` (the guide) and ``w_s`` proportional to
@@ -105,10 +105,15 @@ class MaskedDeepLatentGaussian(DeepLatentGaussian):
 
         :param guide: a guide for ``z`` called with ``(x, mask)`` (an encoder of the complete data reads
             the zero-filled x).
-        :param num_samples: importance samples per example (all in one vectorized call).
+        :param num_samples: importance samples per example (one vectorized call per batch).
+        :param batch_size: examples per call; memory grows with ``num_samples * batch_size * D``.
         :raises ValueError: for a bad mask, a missing guide, or a guide that does not read ``x``.
         """
         x, mask = self.check_mask(x, mask)
-        data = self._data("impute", guide, x, mask)
-        draws, log_w = importance_draws(self.model, guide, *data, num_samples=num_samples)
-        return torch.where(mask, x, posterior_expectation(draws["mean"], log_w))
+        self._data("impute", guide, x, mask)
+        means = []
+        for start in range(0, len(x), batch_size):
+            data = x[start:start + batch_size], mask[start:start + batch_size]
+            draws, log_w = importance_draws(self.model, guide, *data, num_samples=num_samples)
+            means.append(posterior_expectation(draws["mean"], log_w))
+        return torch.where(mask, x, torch.cat(means))
