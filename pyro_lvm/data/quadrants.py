@@ -48,7 +48,8 @@ def mask_quadrants(images: torch.Tensor, observed: int) -> tuple[torch.Tensor, t
     :param images: (N, H, W) or (N, 1, H, W), pixels in [0, 1] (binary for a Bernoulli story).
     :param observed: how many quadrants are seen (1, 2 or 3; see the module docstring).
     :returns: ``x`` (N, H * W), the image with the missing pixels set to :data:`MISSING`, and
-        ``y`` (N, H * W), the whole image (a story scores it where ``x == MISSING``).
+        ``y`` (N, H * W), the whole image (a story scores it where ``x == MISSING``); float images
+        keep their dtype, others become float32.
     :raises ValueError: images of another shape or with pixels outside [0, 1]; a bad ``observed``.
     """
     if not torch.is_tensor(images) or images.dim() not in (3, 4) or (images.dim() == 4 and images.shape[1] != 1):
@@ -58,6 +59,7 @@ def mask_quadrants(images: torch.Tensor, observed: int) -> tuple[torch.Tensor, t
         raise ValueError(f"images must have pixels in [0, 1], got values in [{images.min().item()}, {images.max().item()}]")
     height, width = images.shape[-2:]
     seen = observed_quadrant_mask(observed, int(height), int(width)).to(images.device)
-    y = images.reshape(images.shape[0], height * width).float()
+    y = images.reshape(images.shape[0], height * width)
+    y = y if y.is_floating_point() else y.float()
     x = torch.where(seen.flatten(), y, torch.full_like(y, MISSING))
     return x, y
