@@ -37,8 +37,8 @@ def flatten_event(x: torch.Tensor, size: int, name: str = "input") -> torch.Tens
     for k in (*range(1, x.dim() + 1), 0):  # k = 0: a scalar per example, (N,) -> (N, 1)
         if math.prod(x.shape[x.dim() - k :]) == size:
             return x.reshape(*x.shape[: x.dim() - k], size)
-    raise ValueError(f"{name} must have shape (..., N, {size}) or (..., N, ...) with {size} values per example, "
-                     f"got {tuple(x.shape)}")
+    raise ValueError(f"{name} must have shape (N, {size}) or (N, ...) with {size} values per example "
+                     f"(with any leading sample dims: (..., N, {size})), got {tuple(x.shape)}")
 
 
 class MLPEncoder(nn.Module):
