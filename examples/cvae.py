@@ -37,6 +37,7 @@ from pyro_lvm.models import CompletionRegressor, ConditionalVAE  # noqa: E402
 DEFAULTS = dict(dataset="mnist", epochs=10, hidden=500, z_dim=16, ll_samples=100)
 QUICK = dict(dataset="digits", epochs=2, hidden=32, z_dim=4, ll_samples=20)
 SAMPLES_SHOWN = 4
+EVAL_CHUNK = 500  # test images per log-likelihood call (k draws x images are held at once)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,7 +144,8 @@ def main(argv=None) -> dict:
             seconds = time.perf_counter() - t0
             with torch.no_grad():
                 if name == "cvae":
-                    log_p = model.log_likelihood(xt, yt, num_samples=args.ll_samples, chunk_size=min(args.ll_samples, 50))
+                    log_p = torch.cat([model.log_likelihood(xc, yc, num_samples=args.ll_samples, chunk_size=min(args.ll_samples, 50))
+                                       for xc, yc in zip(xt.split(EVAL_CHUNK), yt.split(EVAL_CHUNK))])
                 else:
                     log_p = model.log_likelihood(xt, yt)
             results.append({"observed_quadrants": q, "model": name, "nll": -float(log_p.mean()),
