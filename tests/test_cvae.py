@@ -3,7 +3,7 @@
 References: the quadrants written out by index; torch's ``binary_cross_entropy_with_logits`` over
 the missing pixels (the baseline exactly, and the CVAE when its decoder ignores z, where every
 importance weight equals log p(y | x)). The conditional estimator itself is checked against the
-closed form of a conditional linear-Gaussian model in tests/test_evaluate.py.
+closed form of a conditional linear-Gaussian model in tests/test_conditional.py.
 """
 
 import json
