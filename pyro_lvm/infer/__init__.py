@@ -10,6 +10,7 @@ from pyro_lvm.infer.evaluate import (
     observed_dims,
     per_example_elbo,
 )
+from pyro_lvm.infer.fast_path import FastPath
 from pyro_lvm.infer.hard_em import HardEM
 from pyro_lvm.infer.importance import importance_draws, importance_resample, posterior_expectation
 from pyro_lvm.infer.jit_elbo import JitTraceMeanField_ELBO
@@ -19,6 +20,7 @@ __all__ = [
     "CSVLogger",
     "Callback",
     "EarlyStopping",
+    "FastPath",
     "HardEM",
     "History",
     "JitTraceMeanField_ELBO",

@@ -34,7 +34,7 @@ from pyro.nn import PyroModule
 from pyro.params.param_store import param_with_module_name
 from tqdm.auto import tqdm
 
-from pyro_lvm.guides.check import check_guide_sites
+from pyro_lvm.guides.check import check_guide_sites, check_trace_sites, guide_and_model_traces
 from pyro_lvm.infer.annealing import scale_latents
 from pyro_lvm.infer.callbacks import HOOKS, TrainState
 from pyro_lvm.infer.checkpoint import (
@@ -47,6 +47,7 @@ from pyro_lvm.infer.checkpoint import (
     restore_rng_state,
 )
 from pyro_lvm.infer.distributed import Ranks, current_ranks
+from pyro_lvm.infer.fast_path import DefaultObjective, FastPath, FirstStepAdam
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -115,11 +116,15 @@ class History:
         and what callbacks added.
     :ivar stop_reason: why a callback stopped the run early (e.g. :class:`~pyro_lvm.infer.EarlyStopping`'s
         message), or None when it ran the epochs or steps asked for.
+    :ivar fast_path: what the last ``train`` call ran (:mod:`pyro_lvm.infer.fast_path`): ``switches``
+        (its :class:`~pyro_lvm.infer.FastPath`), ``optimizer``, ``loss``, ``validation``, ``compiled``
+        and ``uncompiled_steps`` (steps whose batch shapes differed from the compiled ones).
     """
 
     step_loss: list[float] = field(default_factory=list)
     epochs: list[dict] = field(default_factory=list)
     stop_reason: str | None = None
+    fast_path: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -334,7 +339,7 @@ def svi_step(
     model: Callable,
     guide: Callable,
     loss: pyro.infer.ELBO,
-    optimizer: pyro.optim.PyroOptim | torch.optim.Optimizer,
+    optimizer: pyro.optim.PyroOptim | torch.optim.Optimizer | FirstStepAdam,
     batch: tuple,
     kwargs: dict,
     snapshot: ParamSnapshot | None = None,
@@ -509,10 +514,15 @@ def _rank_rng_state(state: dict, ranks: Ranks, checkpoint) -> dict:
     return state["rng_per_rank"][ranks.rank]
 
 
+def _holds_torch_state(state: dict) -> bool:
+    """Whether a checkpoint holds a torch.optim optimizer's state (else pyro.optim's)."""
+    return isinstance(state["optimizer"], dict) and set(state["optimizer"]) == {"state", "param_groups"}
+
+
 def _check_resumed_run(state: dict, optimizer, data_order: dict, checkpoint) -> None:
     """Refuse to resume a run with another kind of optimizer or another order of the data."""
-    saved_torch = isinstance(state["optimizer"], dict) and set(state["optimizer"]) == {"state", "param_groups"}
-    given_torch = isinstance(optimizer, torch.optim.Optimizer)
+    saved_torch = _holds_torch_state(state)
+    given_torch = isinstance(optimizer, (torch.optim.Optimizer, FirstStepAdam))
     if saved_torch != given_torch:
         kinds = {True: "a torch.optim optimizer", False: "a pyro.optim optimizer"}
         raise ValueError(
@@ -566,6 +576,7 @@ def train(
     callbacks: Sequence = (),
     example_ids: bool | str = False,
     distributed: bool | None = None,
+    fast: bool | FastPath = True,
 ) -> History:
     """Train ``model`` and ``guide`` by stochastic variational inference.
 
@@ -576,9 +587,13 @@ def train(
         batches with a length (a ``DataLoader``), not a generator. Tensors are moved to ``device``
         once and reshuffled each epoch (sharded on several ranks: see ``distributed``). NumPy arrays
         are taken as tensors (``torch.as_tensor``, dtype kept: NumPy's default float64 needs float64 parameters, or ``.astype("float32")``).
-    :param loss: any Pyro ELBO (default ``Trace_ELBO()``) or :class:`~pyro_lvm.infer.HardEM`.
+    :param loss: any Pyro ELBO or :class:`~pyro_lvm.infer.HardEM`. Default: ``TraceMeanField_ELBO``
+        where every latent site's guide and prior pair has an analytic KL, else ``Trace_ELBO``,
+        compiled where safe (see ``fast``).
     :param optimizer: a ``pyro.optim`` optimizer; a ``pyro.optim`` scheduler
-        (``PyroLRScheduler``) is stepped once per epoch. Default ``pyro.optim.Adam({"lr": lr})``.
+        (``PyroLRScheduler``) is stepped once per epoch. Default: Adam with learning rate ``lr``,
+        the update of ``pyro.optim.Adam({"lr": lr})`` run as one ``torch.optim.Adam`` over every
+        trained parameter (see ``fast``).
         A ``torch.optim.Optimizer`` over all trained parameters (e.g.
         ``torch.optim.Adam([*model_module.parameters(), *guide.parameters()])``) also works
         and is faster for small batches (see :func:`svi_step`).
@@ -628,6 +643,11 @@ def train(
         ``DataLoader`` needs a ``DistributedSampler`` (its ``set_epoch`` is called each epoch).
         A rank that raises in a step stops the others with
         :class:`~pyro_lvm.infer.distributed.RankFailed` naming it.
+    :param fast: the default path's choices (:mod:`pyro_lvm.infer.fast_path`): one torch optimizer
+        (when no ``optimizer`` is given), the analytic KL (when no ``loss`` is given), Pyro's
+        validation for the first steps only, and the compiled ELBO where safe; the same losses and
+        parameters as the plain Pyro path, faster. A :class:`~pyro_lvm.infer.FastPath` turns single
+        choices off, False all of them. ``History.fast_path`` records what ran.
     :returns: the :class:`History` (also in the checkpoint).
     :raises TrainingDiverged: when a step's loss is NaN or infinite, or, after finite steps, Pyro's
         validation finds a distribution parameter NaN or outside its support; the parameters are
@@ -665,8 +685,17 @@ def train(
     ids_keyword = "index" if example_ids is True else example_ids or None
     if ids_keyword is not None and not isinstance(ids_keyword, str):
         raise TypeError(f"example_ids must be a bool or a keyword name (str), got {example_ids!r}")
-    loss = pyro.infer.Trace_ELBO() if loss is None else loss
-    optimizer = pyro.optim.Adam({"lr": lr}) if optimizer is None else optimizer
+    fast = FastPath() if fast is True else FastPath.off() if fast is False else fast
+    if not isinstance(fast, FastPath):
+        raise TypeError(f"fast must be a bool or a pyro_lvm.infer.FastPath, got {type(fast).__name__}")
+    chosen = {"switches": fast.to_dict(), "optimizer": f"given: {type(optimizer).__name__}",
+              "loss": f"given: {type(loss).__name__}", "compiled": "no: a loss was given", "uncompiled_steps": 0}
+    if loss is None:
+        loss, chosen["compiled"] = DefaultObjective(fast, chosen), "no"
+    if optimizer is None and fast.torch_optimizer:
+        optimizer, chosen["optimizer"] = FirstStepAdam(lr), "torch.optim.Adam over every trained parameter"
+    elif optimizer is None:
+        optimizer, chosen["optimizer"] = pyro.optim.Adam({"lr": lr}), "pyro.optim.Adam"
     model_kwargs = model_kwargs or {}
     if ids_keyword in model_kwargs:
         raise ValueError(f"example_ids passes the ids as {ids_keyword!r}, which model_kwargs also has; name another keyword")
@@ -704,9 +733,13 @@ def train(
     history, step, start_epoch = History(), 0, 0
     if resume and checkpoint is not None and os.path.exists(checkpoint):
         state = load_checkpoint(checkpoint, _RUN_KEYS, map_location=device)
+        if isinstance(optimizer, FirstStepAdam) and not _holds_torch_state(state):  # begun with pyro.optim.Adam
+            optimizer, chosen["optimizer"] = pyro.optim.Adam({"lr": lr}), "pyro.optim.Adam (as the resumed run)"
         _check_resumed_run(state, optimizer, data_order, checkpoint)
         _restore_weights(state, modules, checkpoint)
-        if isinstance(optimizer, torch.optim.Optimizer):
+        if isinstance(optimizer, FirstStepAdam):
+            optimizer.state = state["optimizer"]
+        elif isinstance(optimizer, torch.optim.Optimizer):
             optimizer.load_state_dict(state["optimizer"])
         else:
             optimizer.set_state(state["optimizer"])
@@ -716,6 +749,10 @@ def train(
         _restore_callbacks(state.get("callbacks", {}), callbacks, checkpoint)
         history = History(**state["history"])
         step, start_epoch = state["step"], state["epoch"]
+    history.fast_path, first_step = chosen, step
+    validating = pyro.infer.util.is_validation_enabled()
+    chosen["validation"] = "on" if validating else "off (pyro.enable_validation(False))"
+    compile_at = max(fast.validate_steps or 0, 1)  # once the objective is chosen and validation done
 
     def save() -> None:
         rng = capture_rng_state() if ranks is None else ranks.gather_objects(capture_rng_state())
@@ -770,14 +807,25 @@ def train(
                 if scaled[0] != b:  # same callables while beta stays put (a compiled ELBO keys its trace on them)
                     scaled = (b, model, guide) if b == 1.0 else (b, scale_latents(b)(model), scale_latents(b)(guide))
                 m, g = scaled[1:]
+                if validating and step - first_step == fast.validate_steps:
+                    pyro.enable_validation(False)  # restored at the end
+                    chosen["validation"] = f"on for the first {fast.validate_steps} steps, then off"
+                if step - first_step == compile_at and isinstance(loss, DefaultObjective):
+                    loss.compile_if_safe(m, g, batch, step_kwargs, beta_varies=callable(beta),
+                                         distributed=ranks is not None, remaining_steps=total_steps - step)
                 try:
                     if not history.step_loss:  # a guide for the wrong sites fails here, naming the model's sites
                         if ranks is None:
-                            check_guide_sites(m, g, *batch, **step_kwargs)
+                            traces = guide_and_model_traces(m, g, *batch, **step_kwargs)
+                            check_trace_sites(*traces)
+                            if isinstance(loss, DefaultObjective) and loss.eager is None:
+                                loss.choose(*traces)
                         else:  # the warm-up that creates lazy parameters, then rank 0's values everywhere
                             ranks.together("the first step's warm-up", check_guide_sites, m, g, *batch, **step_kwargs)
                             ranks.broadcast_parameters(modules)
                     value = svi_step(m, g, loss, optimizer, batch, step_kwargs, snapshot)
+                    if isinstance(optimizer, FirstStepAdam):
+                        optimizer = cb_state.optimizer = optimizer.optimizer
                 except FloatingPointError as e:
                     raise _diverged(f"loss became {e.args[0]}", step, epoch, history, snapshot) from None
                 except ValueError as e:
@@ -826,4 +874,5 @@ def train(
         history.stop_reason = cb_state.stop_reason
     finally:
         bar.close()
+        pyro.enable_validation(validating)
     return history
