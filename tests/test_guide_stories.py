@@ -253,13 +253,17 @@ def test_a_module_story_binds_argument_names_through_its_forward(float64):
 
 def test_images_with_a_channel_dim_are_read_per_example():
     """(N, 1, 28, 28) images with input_dim=784 are N examples, as the model is called with them; latents
-    with leading sample dims (S, N, d) keep S and N."""
+    with leading sample dims (S, N, d) and enumerated one-hot labels (K, 1, d) keep their leading dims."""
     from pyro_lvm.guides.encoders import flatten_event
 
     images = torch.rand(5, 1, 28, 28)
     assert flatten_event(images, 784).shape == (5, 784)
     assert torch.equal(flatten_event(images, 784), images.reshape(5, 784))
     assert flatten_event(torch.rand(7, 5, 3), 3).shape == (7, 5, 3)
+    one_hot = torch.eye(10).view(10, 1, 10)  # an enumerated label: 10 values, broadcast over the examples
+    assert flatten_event(one_hot, 10).shape == (10, 1, 10)
+    assert flatten_event(torch.rand(10, 1, 1, 10), 10).shape == (10, 1, 1, 10)
+    assert flatten_event(torch.rand(10, 784), 784).shape == (10, 784)
     guide = make_guide("normal", 784, 4, hidden_dims=(16,))
     z = pyro.poutine.trace(guide).get_trace(images.round()).nodes["z"]["value"]
     assert z.shape == (5, 4)

@@ -25,14 +25,15 @@ __all__ = ["MLPEncoder", "flatten_event"]
 def flatten_event(x: torch.Tensor, size: int, name: str = "input") -> torch.Tensor:
     """``x`` (..., N, *event) with ``prod(event) == size`` as (..., N, size).
 
-    A tensor of examples as the model is called with, (N, ...) with ``size`` values per example
-    (e.g. images (N, 1, 28, 28) for ``size=784``), is read as such. Otherwise the event is the
-    fewest trailing dims holding ``size`` values (none for a scalar per example): that reads
-    latents with leading sample or enumeration dims, (S, N, d) with N > 1.
+    The event is the fewest trailing dims holding ``size`` values (none for a scalar per example),
+    which reads latents with leading sample or enumeration dims: (S, N, d), or an enumerated one-hot
+    label (K, 1, d). An image-like tensor of examples, (N, ...) with ``size`` values per example
+    spread over several dims (e.g. (N, 1, 28, 28) for ``size=784``: its last dim alone is not the
+    event), is read as N examples.
 
     :raises ValueError: when no block of trailing dims holds ``size`` values, naming ``name`` and the shape.
     """
-    if x.dim() >= 2 and math.prod(x.shape[1:]) == size:
+    if x.dim() >= 3 and x.shape[-1] != size and math.prod(x.shape[1:]) == size:
         return x.reshape(x.shape[0], size)
     for k in (*range(1, x.dim() + 1), 0):  # k = 0: a scalar per example, (N,) -> (N, 1)
         if math.prod(x.shape[x.dim() - k :]) == size:
