@@ -139,6 +139,11 @@ def paired_ratio(
         else:
             tb.append(timed(fn_b, device, clock)[0])
             ta.append(timed(fn_a, device, clock)[0])
+    return pair_summary(ta, tb, clock or clock_name(device))
+
+
+def pair_summary(ta: Sequence[float], tb: Sequence[float], clock: str) -> dict:
+    """Median and quartiles of the per-pair ratios ``ta[i] / tb[i]`` (seconds), as :func:`paired_ratio` returns them."""
     ratios = sorted(a / b for a, b in zip(ta, tb))
     q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
     return {
@@ -147,8 +152,8 @@ def paired_ratio(
         "ratio_q75": q[2],
         "a_ms": 1e3 * statistics.median(ta),
         "b_ms": 1e3 * statistics.median(tb),
-        "pairs": repeats,
-        "clock": clock or clock_name(device),
+        "pairs": len(ratios),
+        "clock": clock,
     }
 
 

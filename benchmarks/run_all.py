@@ -87,11 +87,15 @@ kernels first (it skips without a GPU).
 SECTIONS = {
     "svi_overhead": """## Pyro overhead: one VAE training step (`svi_overhead.py`)
 
-`ratio` = time of one `pyro_lvm.infer.train.svi_step` (DeepLatentGaussian.model, AmortizedNormal
-guide) / time of the same step written by hand in PyTorch (weights copied, analytic KL,
+`ratio` = time of one training step of DeepLatentGaussian.model with an AmortizedNormal guide /
+time of the same step written by hand in PyTorch (weights copied, analytic KL,
 `torch.optim.Adam`). MNIST-sized MLP 784-200-200-50 (tanh), batches 128 and 1024. Target:
-<= 1.10 on CPU, <= 1.2 on CUDA. Cases read as a breakdown: `default` (Trace_ELBO,
-pyro.optim.Adam, Pyro validation on: what `train()` uses with no options), `meanfield`
+<= 1.10 on CPU, <= 1.2 on CUDA. `default` is `train(model.model, guide, x, steps=...)` with no
+options, timed step by step inside that call after its first 12 steps (validated, then
+compiling), each step paired with a plain step on a reshuffled batch; its columns say what
+`History.fast_path` recorded. The other cases time `pyro_lvm.infer.train.svi_step` and read as
+the breakdown of what the default chooses: `pyro` (Trace_ELBO, pyro.optim.Adam, Pyro validation
+on: `train(..., fast=False)`, the earlier default), `meanfield`
 (analytic KL via TraceMeanField_ELBO), `meanfield_novalidate` (and
 `pyro.enable_validation(False)`), `fast` (and one `torch.optim.Adam` for all parameters,
 which `svi_step`/`train` accept), `jit` (and `pyro_lvm.infer.JitTraceMeanField_ELBO`, the

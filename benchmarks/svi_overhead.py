@@ -9,9 +9,15 @@ and the analytic Gaussian KL written out by hand, ``torch.optim.Adam``. MNIST-si
 Each case is a pyro_lvm configuration; ``ratio`` = pyro_lvm step time / plain step time
 (paired, median). Reading down the cases of one batch size shows where the overhead goes:
 
-- ``default``: what ``train()`` does with no options: ``Trace_ELBO`` (Monte Carlo KL),
-  ``pyro.optim.Adam`` (one torch optimizer per parameter), Pyro validation on;
-- ``meanfield``: ``TraceMeanField_ELBO`` (analytic KL), otherwise as ``default``;
+- ``default``: ``train(model.model, guide, x, steps=...)`` with no options, timed step by step
+  inside that call (a callback times the train step since the previous callback, then one plain
+  step on a reshuffled batch, as a hand-written loop over shuffled data would run); the first
+  ``DEFAULT_WARMUP`` steps (validated, then compiling) are not timed. Its ``elbo``,
+  ``optimizer`` and ``validation`` columns are what ``History.fast_path`` says ran;
+- ``pyro``: what ``train()`` did with no options before the fast path (``fast=False``):
+  ``Trace_ELBO`` (Monte Carlo KL), ``pyro.optim.Adam`` (one torch optimizer per parameter),
+  Pyro validation on;
+- ``meanfield``: ``TraceMeanField_ELBO`` (analytic KL), otherwise as ``pyro``;
 - ``meanfield_novalidate``: and ``pyro.enable_validation(False)``;
 - ``fast``: and one ``torch.optim.Adam`` over all parameters (``svi_step`` accepts it);
 - ``jit``: :class:`pyro_lvm.infer.JitTraceMeanField_ELBO` (Pyro's compiled mean-field ELBO
@@ -35,6 +41,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -44,10 +51,10 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import jax_peer_available, paired_ratio, parser, row, setup, write_results  # noqa: E402
+from _common import clock_name, jax_peer_available, pair_summary, paired_ratio, parser, row, setup, timed, write_results  # noqa: E402
 
 from pyro_lvm.guides import AmortizedNormal  # noqa: E402
-from pyro_lvm.infer import JitTraceMeanField_ELBO  # noqa: E402
+from pyro_lvm.infer import JitTraceMeanField_ELBO, LambdaCallback, train  # noqa: E402
 from pyro_lvm.infer.train import svi_step  # noqa: E402
 from pyro_lvm.models import DeepLatentGaussian  # noqa: E402
 
@@ -57,8 +64,11 @@ NAME = "svi_overhead"
 TARGET = {"cpu": 1.10, "cuda": 1.2}
 
 #: case name -> (ELBO class, optimizer kind, Pyro validation)
+#: untimed first steps of the ``default`` row: the validated ones and the one that compiles
+DEFAULT_WARMUP = 12
+
 CONFIGS = {
-    "default": (pyro.infer.Trace_ELBO, "pyro", True),
+    "pyro": (pyro.infer.Trace_ELBO, "pyro", True),
     "meanfield": (pyro.infer.TraceMeanField_ELBO, "pyro", True),
     "meanfield_novalidate": (pyro.infer.TraceMeanField_ELBO, "pyro", False),
     "fast": (pyro.infer.TraceMeanField_ELBO, "torch", False),
@@ -148,6 +158,30 @@ class NumPyroVAE:
         return float(loss.block_until_ready())
 
 
+def time_default_train(model, guide, x: torch.Tensor, lr: float, steps: int, device: torch.device) -> tuple[dict, dict]:
+    """Time ``train(model.model, guide, x, steps=steps)`` (no options, one batch of all rows per
+    step) step by step against a plain step after each; returns (pair summary, History.fast_path)."""
+    plain = PlainVAE(guide.encoder, model.decoder, lr)
+    clock = clock_name(device)
+    now = getattr(time, clock)
+    ta, tb, mark = [], [], [None]
+
+    def pair(state) -> None:
+        if state.step > DEFAULT_WARMUP:
+            ta.append(now() - mark[0])
+        if state.step >= DEFAULT_WARMUP:
+            tb.append(timed(lambda: plain.step(x[torch.randperm(len(x), device=x.device)]), device, clock)[0])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        mark[0] = now()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # JIT tracer warnings
+        history = train(model.model, guide, x, steps=steps, batch_size=len(x), lr=lr, progress=False,
+                        callbacks=[LambdaCallback(on_step_end=pair)])
+    return pair_summary(ta, tb[: len(ta)], clock), history.fast_path
+
+
 def _networks(data_dim: int, hidden: tuple[int, ...], z_dim: int, device: torch.device, seed: int):
     torch.manual_seed(seed)
     model = DeepLatentGaussian(data_dim, z_dim, hidden).to(device)
@@ -214,13 +248,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     device = setup(args)
     if args.smoke:
         batches, hidden, data_dim, z_dim, pairs = (16,), (32,), 64, 4, 3
-        configs = ["default", "fast", "jit"]
+        configs = ["default", "pyro", "fast", "jit"]
     elif args.quick:
         batches, hidden, data_dim, z_dim, pairs = (128, 1024), (200, 200), 784, 50, 15
-        configs = [c for c in CONFIGS if c != "jit_pyro"]
+        configs = ["default", *(c for c in CONFIGS if c != "jit_pyro")]
     else:
         batches, hidden, data_dim, z_dim, pairs = (128, 1024), (200, 200), 784, 50, 41
-        configs = list(CONFIGS)
+        configs = ["default", *CONFIGS]
     lr = 1e-3
     rows = []
     validation_before = pyro.infer.util.is_validation_enabled()
@@ -229,6 +263,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
             x = torch.bernoulli(torch.full((batch, data_dim), 0.13, device=device))
             for config in configs:
                 model, guide = _networks(data_dim, hidden, z_dim, device, args.seed)
+                if config == "default":
+                    pyro.clear_param_store()
+                    steps = DEFAULT_WARMUP + max(pairs, 100)  # long enough for the default to compile
+                    timing, ran = time_default_train(model, guide, x, lr, steps, device)
+                    rows.append(row(
+                        NAME, f"batch {batch}, default", device, args.quick or args.smoke, batch=batch, config=config,
+                        elbo=ran["loss"], optimizer=ran["optimizer"], validation=ran["validation"],
+                        compiled=ran["compiled"], ratio=timing["ratio"], ratio_q25=timing["ratio_q25"],
+                        ratio_q75=timing["ratio_q75"], pyro_lvm_ms=timing["a_ms"], plain_ms=timing["b_ms"],
+                        pairs=timing["pairs"], target=TARGET.get(device.type),
+                    ))
+                    print(f"{NAME} batch {batch:5d} {config:22s} ratio {timing['ratio']:.3f} "
+                          f"({timing['a_ms']:.2f} ms vs {timing['b_ms']:.2f} ms)", flush=True)
+                    pyro.clear_param_store()
+                    continue
                 check = {"loss_rel_diff": None, "param_max_diff": None}
                 if CONFIGS[config][0] is not pyro.infer.Trace_ELBO:
                     check = _same_step(model, guide, config, x, lr, args.seed)
