@@ -15,7 +15,7 @@ FLOORS = [  # lowest first; a module may import its own package and any floor be
     ["pyro_lvm.guides"],
     ["pyro_lvm.infer"],
     ["pyro_lvm.models"],
-    ["pyro_lvm.estimators", "pyro_lvm.evaluation"],
+    ["pyro_lvm.estimators", "pyro_lvm.evaluation", "pyro_lvm.lightning"],
     ["pyro_lvm.diagnostics"],
     ["pyro_lvm"],
 ]
