@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -111,7 +111,7 @@ class DefaultAdam(torch.optim.Adam):
     """
 
     @classmethod
-    def build(cls, params, lr: float, state: dict | None = None) -> DefaultAdam:
+    def build(cls, params: Iterable[torch.Tensor], lr: float, state: dict | None = None) -> DefaultAdam:
         """One group of ``params`` (sorted by name), or the groups of a saved ``state_dict`` whose
         state is then loaded (resume)."""
         params, names = _sorted_by_name(params)
@@ -125,7 +125,7 @@ class DefaultAdam(torch.optim.Adam):
         optimizer.load_state_dict(state)
         return optimizer
 
-    def __init__(self, params, lr: float) -> None:
+    def __init__(self, params: list[dict], lr: float) -> None:
         super().__init__(params, lr=lr)
         self._store_size = len(pyro.get_param_store())
 
