@@ -10,18 +10,23 @@ and a class's own methods and properties whose names do not start with ``_``, pl
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import pkgutil
 from collections.abc import Callable, Iterator
 
 import pyro_lvm
 
+OPTIONAL = {"pyro_lvm.lightning": "lightning"}  # module -> the optional extra it imports
+
 
 def public_modules() -> Iterator[str]:
-    """``pyro_lvm`` and every submodule without a private (``_``) part in its name."""
+    """``pyro_lvm`` and every submodule without a private (``_``) part in its name (those of an
+    optional extra only where the extra is installed)."""
     yield "pyro_lvm"
     for info in pkgutil.walk_packages(pyro_lvm.__path__, "pyro_lvm."):
-        if not any(part.startswith("_") for part in info.name.split(".")):
+        extra = OPTIONAL.get(info.name)
+        if not any(part.startswith("_") for part in info.name.split(".")) and (extra is None or importlib.util.find_spec(extra)):
             yield info.name
 
 
