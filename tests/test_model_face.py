@@ -75,6 +75,13 @@ def _hierarchical_dlgm_case():
     return model, (torch.bernoulli(torch.full((4, 6), 0.3)),), (), {"guide": TwoLayerGuide(6, 3, 2)}
 
 
+def _masked_dlgm_case():
+    """The VAE observing half of each example's values: story data (x, mask)."""
+    x = torch.bernoulli(torch.full((4, 6), 0.3))
+    mask = torch.tensor([[True] * 3 + [False] * 3] * 4)
+    return pyro_lvm.models.MaskedDeepLatentGaussian(6, 2, (5,)), (x, mask), (), {"guide": AmortizedNormal(6, 2, (4,))}
+
+
 def _conv_dlgm_case():
     from test_hierarchical_conv import conv_guide
 
@@ -104,6 +111,7 @@ def _cases():
         "DeepLatentGaussian": _dlgm_case,
         "HierarchicalDeepLatentGaussian": _hierarchical_dlgm_case,
         "ConvDeepLatentGaussian": _conv_dlgm_case,
+        "MaskedDeepLatentGaussian": _masked_dlgm_case,
         "LatentSegmentationColorizer": lambda: (LatentSegmentationColorizer(3, hidden=4, num_layers=1), (x, y), (x,), {}),
         "ColorRegressor": lambda: (ColorRegressor(hidden=4, num_layers=1), (x, y), (x,), {}),
         "ColumnCTC": lambda: (_ctc_model(), (images, widths, targets, lengths), (images, widths), {}),
