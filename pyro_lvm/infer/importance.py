@@ -61,7 +61,7 @@ def importance_draws(
         per draw (False); see :func:`~pyro_lvm.infer.importance_log_likelihood`.
     :returns: ``(draws, log_weights)``: ``draws`` maps each sample site of the model (latent,
         observed and ``pyro.deterministic``) to its values of shape (S, N, *event) for a story whose
-        data plate (size N) is its only plate ((S, *plates, *event) in general); ``log_weights`` is
+        data plate (size N) is its only plate (``(S, *plates, *event)`` in general); ``log_weights`` is
         (S, N). Sites with enumeration dims (an enumerated site, or one computed from it) are left out.
     :raises ValueError: as :func:`~pyro_lvm.infer.importance_log_likelihood` (a guide that does not
         cover the model's latent sites, a point-mass guide, no examples, ``num_samples < 1``).
