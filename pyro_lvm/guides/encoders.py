@@ -23,7 +23,7 @@ __all__ = ["MLPEncoder", "flatten_event"]
 
 
 def flatten_event(x: torch.Tensor, size: int, name: str = "input") -> torch.Tensor:
-    """``x`` (..., N, *event) with ``prod(event) == size`` as (..., N, size).
+    """``x`` ``(..., N, *event)`` with ``prod(event) == size`` as ``(..., N, size)``.
 
     The event is the fewest trailing dims holding ``size`` values (none for a scalar per example),
     which reads latents with leading sample or enumeration dims: (S, N, d), or an enumerated one-hot
@@ -71,7 +71,7 @@ class MLPEncoder(nn.Module):
                        if hidden_dims else nn.Identity())
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        """Features (..., N, F) of inputs (..., N, *event_i), leading dims broadcast."""
+        """Features ``(..., N, F)`` of inputs ``(..., N, *event_i)``, leading dims broadcast."""
         if len(inputs) != len(self.input_dims):
             raise ValueError(f"MLPEncoder was built for {len(self.input_dims)} inputs, got {len(inputs)}")
         flat = [flatten_event(x, d, name) for x, d, name in zip(inputs, self.input_dims, self.names)]

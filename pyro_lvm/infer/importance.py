@@ -60,7 +60,7 @@ def importance_draws(
     :param vectorize: one call with a leading sample dimension (True), or one training-shaped call
         per draw (False); see :func:`~pyro_lvm.infer.importance_log_likelihood`.
     :returns: ``(draws, log_weights)``: ``draws`` maps each sample site of the model (latent,
-        observed and ``pyro.deterministic``) to its values of shape (S, N, *event) for a story whose
+        observed and ``pyro.deterministic``) to its values of shape ``(S, N, *event)`` for a story whose
         data plate (size N) is its only plate (``(S, *plates, *event)`` in general); ``log_weights`` is
         (S, N). Sites with enumeration dims (an enumerated site, or one computed from it) are left out.
     :raises ValueError: as :func:`~pyro_lvm.infer.importance_log_likelihood` (a guide that does not
