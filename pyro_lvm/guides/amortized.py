@@ -29,7 +29,7 @@ class AmortizedSite(nn.Module):
 
     :param site: the model's latent sample site.
     :param head: the family (:class:`~pyro_lvm.guides.heads.Head`).
-    :param encoder: a module called with the inputs as separate arguments, each (..., N, *event),
+    :param encoder: a module called with the inputs as separate arguments, each ``(..., N, *event)``,
         returning features (..., N, F); default an MLP over the inputs' flattened values.
     :param inputs: what the encoder reads: model argument names or positions, or earlier sites' names.
     :param feature_dim: F (default the encoder's ``feature_dim`` attribute).
@@ -73,7 +73,7 @@ class AmortizedSite(nn.Module):
         return h
 
     def params(self, inputs: tuple[torch.Tensor, ...], call: GuideCall | None = None) -> dict[str, torch.Tensor]:
-        """The head's parameters, name -> (..., N, size), for the inputs (each (..., N, *event))."""
+        """The head's parameters, name -> (..., N, size), for the inputs (each ``(..., N, *event)``)."""
         return self.head.split(self.output_layer(self.features(*inputs)))
 
 
