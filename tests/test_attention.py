@@ -1,6 +1,7 @@
 """Attention as a latent alignment: exact sums against brute-force enumeration of every alignment,
 HardEM against the exact posterior's argmax, the ELBO at the exact posterior, beam search against
-greedy decoding and exhaustive search, bad input, and examples/attention.py --quick."""
+greedy decoding and exhaustive search, hard EM warm-started by exact epochs, bad input, and
+examples/attention.py --quick."""
 
 import itertools
 import json
@@ -8,10 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyro
 import pytest
 import torch
 from pyro.infer import TraceEnum_ELBO
 
+from pyro_lvm.evaluation.inflection import prepare_inflection, run_inflection, trim_words
 from pyro_lvm.infer import HardEM
 from pyro_lvm.models import HardAttentionInflector, MonotonicAttentionInflector, SoftAttentionInflector, VariationalAttentionGuide
 from pyro_lvm.ops.beam import beam_search
@@ -161,6 +164,48 @@ def test_bad_input_is_refused_clearly():
         model.log_likelihood(src.float(), src_len, tgt, tgt_len)
     with pytest.raises(ValueError, match="target symbols in \\[0, 4\\)"):
         model.log_likelihood(src, src_len, tgt + 4, tgt_len)
+
+
+TINY = dict(batch_size=24, embed=8, hidden=16, beam_width=2, train_limit=24, eval_limit=10, curve_words=5, progress=False)
+
+
+def _run(data, kind, **kwargs):
+    pyro.set_rng_seed(0)
+    return run_inflection(data, kind, **{**TINY, **kwargs})
+
+
+def test_hard_em_default_trains_as_before(shared_data):
+    """hardem_warmup=0 (the default) is hard EM from the first step: the numbers of the code before the option."""
+    data = prepare_inflection("english", "medium", shared_data)
+    pyro.set_rng_seed(0)
+    run = run_inflection(data, "hardem", epochs=2, batch_size=16, embed=8, hidden=16, beam_width=2, train_limit=48, eval_limit=20,
+                         curve_words=10, progress=False)
+    before = [55.80640411376953, 56.708412170410156, 65.89385986328125, 58.39286804199219, 61.7263298034668, 57.48255157470703]
+    assert run["history"].step_loss == pytest.approx(before, rel=1e-5)
+    assert run["metrics"]["nll"] == pytest.approx(43.6050537109375, rel=1e-5)
+    assert [r["objective"] for r in run["history"].epochs] == ["HardEM", "HardEM"] and run["hardem_warmup"] == 0
+
+
+def test_hard_em_warm_start_trains_exact_epochs_then_hard_em(shared_data):
+    """k exact epochs (the exact run's losses, same seed) then HardEM, whose loss is -log p(y, a* | x) by hand:
+    log p(y | x) + sum_t max_j log p(a_t = j | x, y), the a_t being independent given x and y."""
+    data, k = prepare_inflection("english", "medium", shared_data), 2
+    exact = _run(data, "exact", epochs=k)
+    warm = _run(data, "hardem", epochs=k + 1, hardem_warmup=k)  # one batch per epoch: one step each
+    history = warm["history"]
+    assert history.step_loss[:k] == exact["history"].step_loss
+    assert [r["objective"] for r in history.epochs] == ["TraceEnum_ELBO"] * k + ["HardEM"]
+    assert [(r["epoch"], r["step"]) for r in history.epochs] == [(0, 1), (1, 2), (2, 3)]
+    assert len(warm["curve"]) == k + 1 and warm["hardem_warmup"] == k
+    model, batch = exact["model"], trim_words(tuple(t[:24] for t in data["tensors"]["train"]))
+    with torch.no_grad():
+        steps = torch.arange(batch[2].size(1)) < batch[3].unsqueeze(-1)
+        best = model.posterior(*batch).probs.max(-1).values.log()
+        by_hand = -(model.log_likelihood(*batch) + (best * steps).sum(-1)).mean()
+    assert history.step_loss[k] == pytest.approx(float(by_hand), rel=1e-5)
+    assert _run(data, "hardem", epochs=k, hardem_warmup=5)["history"].step_loss == exact["history"].step_loss  # all exact
+    with pytest.raises(ValueError, match="hardem_warmup must be a non-negative integer"):
+        run_inflection(data, "hardem", hardem_warmup=-1)
 
 
 def test_quick_example_runs(tmp_path, shared_data):

@@ -18,7 +18,7 @@ import torch
 from pyro.infer import ELBO, Trace_ELBO, TraceEnum_ELBO
 
 from pyro_lvm.data.sigmorphon import Vocabulary, encode_inflections, inflection_scores, load_sigmorphon
-from pyro_lvm.infer import HardEM, LambdaCallback, train
+from pyro_lvm.infer import HardEM, History, LambdaCallback, train
 from pyro_lvm.models.attention import (
     HardAttentionInflector,
     MonotonicAttentionInflector,
@@ -109,14 +109,27 @@ def evaluate_inflector(model: Inflector, tensors: tuple[torch.Tensor, ...], gold
 
 def run_inflection(data: dict, kind: str, *, epochs: int = 20, batch_size: int = 32, lr: float = 1e-3, embed: int = 32,
                    hidden: int = 64, beam_width: int = 4, train_limit: int | None = None, eval_limit: int | None = None,
-                   curve_words: int = 200, device: str | torch.device = "cpu", progress: bool = True) -> dict:
+                   curve_words: int = 200, device: str | torch.device = "cpu", progress: bool = True,
+                   hardem_warmup: int = 0) -> dict:
     """Train ``kind`` on ``data`` (:func:`prepare_inflection`) and score it on the test split.
 
     Each epoch's end records greedy-decoding accuracy on ``curve_words`` dev words against the
     training seconds so far (evaluation time not counted).
 
-    :returns: ``{"metrics": ..., "curve": [(seconds, dev accuracy)], "model": ..., "history": ...}``.
+    ``hardem_warmup`` (kind ``"hardem"`` only; ignored by the others) warm-starts hard EM: the first
+    ``min(hardem_warmup, epochs)`` epochs train the exact marginal likelihood (``TraceEnum_ELBO``), the
+    rest :class:`~pyro_lvm.infer.HardEM`, with a fresh Adam at the switch. From a random start hard EM
+    collapses each word's alignment onto one source position (English medium, 60 epochs: test accuracy
+    0.100 against 0.829 for exact training); 5 exact epochs then 25 hard-EM epochs gave 0.836. 0: hard EM
+    from the first step.
+
+    :returns: ``{"metrics": ..., "curve": [(seconds, dev accuracy)], "model": ..., "history": ...,
+        "hardem_warmup": ...}``: one :class:`~pyro_lvm.infer.History` over all epochs (numbered on across
+        the switch, each epoch's record naming its ``objective``) and the exact epochs actually run
+        (0 for kinds other than ``"hardem"``).
     """
+    if not isinstance(hardem_warmup, int) or isinstance(hardem_warmup, bool) or hardem_warmup < 0:
+        raise ValueError(f"hardem_warmup must be a non-negative integer (exact epochs before hard EM), got {hardem_warmup!r}")
     pyro.clear_param_store()
     model, guide, loss = build_inflector(kind, len(data["sources"]), len(data["targets"]), embed, hidden, data["max_output_length"])
     device = torch.device(device)
@@ -134,10 +147,26 @@ def run_inflection(data: dict, kind: str, *, epochs: int = 20, batch_size: int =
         clock["eval"] += time.perf_counter() - began
         curve.append((seconds, scores["accuracy"]))
 
-    history = train(model.model, guide, train_set, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
-                    batch_transform=trim_words, progress=progress, callbacks=[LambdaCallback(on_epoch_end=dev_accuracy)])
+    warmup = min(hardem_warmup, epochs) if kind == "hardem" else 0
+    phases = [(loss, epochs)]  # (objective, epochs)
+    if warmup:
+        exact = TraceEnum_ELBO(max_plate_nesting=model.max_plate_nesting)
+        phases = [(exact, warmup), (loss, epochs - warmup)][: 2 if epochs > warmup else 1]
+    history = History()
+    for objective, n in phases:
+        part = train(model.model, guide, train_set, loss=objective, epochs=n, batch_size=batch_size, lr=lr, device=device,
+                     batch_transform=trim_words, progress=progress, callbacks=[LambdaCallback(on_epoch_end=dev_accuracy)])
+        _extend(history, part, type(objective).__name__)
     seconds = time.perf_counter() - clock["start"] - clock["eval"]
     test = tuple(t[:eval_limit].to(device) for t in data["tensors"]["test"])
     metrics = evaluate_inflector(model, test, data["splits"]["test"].forms[:eval_limit], data["targets"], beam_width)
     metrics["train_seconds"] = seconds
-    return {"metrics": metrics, "curve": curve, "model": model, "history": history}
+    return {"metrics": metrics, "curve": curve, "model": model, "history": history, "hardem_warmup": warmup}
+
+
+def _extend(history: History, part: History, objective: str) -> None:
+    """Append the epochs of a later ``train`` call to ``history``, numbering its epochs and steps on."""
+    epochs, steps = len(history.epochs), len(history.step_loss)
+    history.step_loss += part.step_loss
+    history.epochs += [{**r, "epoch": r["epoch"] + epochs, "step": r["step"] + steps, "objective": objective} for r in part.epochs]
+    history.stop_reason, history.fast_path = part.stop_reason, part.fast_path

@@ -40,6 +40,15 @@ class HardEM(ELBO):
     they are treated as constants (no gradient through the argmax). Continuous guide sites
     enter as reparameterized samples without ``log q`` (no entropy term).
 
+    Hard EM needs a start where the posterior is informative (a warm start). From random
+    parameters the argmax of a near-uniform posterior is arbitrary, and maximizing ``log p(x, z*)``
+    makes the prior of ``z*`` sharper still, so the choice locks in: on the attention story of
+    :mod:`pyro_lvm.evaluation.inflection` (CoNLL-SIGMORPHON 2017 English, medium setting) the
+    alignments collapsed onto one source position per word within the first epoch, and 60 epochs
+    of hard EM reached test accuracy 0.100 against 0.829 for the exact marginal likelihood. Five epochs
+    of the exact objective (``TraceEnum_ELBO``) first, then 25 of hard EM, gave 0.836 (test NLL 0.97
+    nats per word); ``run_inflection(..., hardem_warmup=5)`` does this.
+
     Works with :class:`pyro.infer.SVI` and :func:`pyro_lvm.infer.train`::
 
         svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 0.01}), HardEM(max_plate_nesting=1))
