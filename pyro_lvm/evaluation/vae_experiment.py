@@ -186,6 +186,10 @@ def _loss(e: VAEExperiment) -> pyro.infer.ELBO:
                                       ignore_jit_warnings=True)
     if e.loss == "iwae":
         return pyro.infer.RenyiELBO(alpha=0.0, num_particles=e.particles, vectorize_particles=True, max_plate_nesting=1)
+    if e.stochastic_layers == 2:
+        # q(z1 | x) q(z2 | z1) is not mean-field in the story's order (z2, then z1): an analytic KL of z1 taken
+        # at a z2 drawn from q(z2 | z1) is not the ELBO's term, so the Monte Carlo ELBO it is
+        return pyro.infer.Trace_ELBO(num_particles=e.particles, vectorize_particles=e.particles > 1, max_plate_nesting=1)
     return pyro.infer.TraceMeanField_ELBO(num_particles=e.particles, vectorize_particles=e.particles > 1, max_plate_nesting=1)
 
 
