@@ -67,7 +67,12 @@ def test_every_benchmark_runs_and_writes_rows(tmp_path):
         assert f"![{name}]({name}.png)" in text
     # the correctness checks the benchmarks carry hold even at smoke size
     svi = json.loads((tmp_path / "svi_overhead.json").read_text())
-    assert all(r["loss_rel_diff"] < 1e-5 and r["param_max_diff"] < 1e-5 for r in svi if r["config"] != "default")
+    # every configuration with the plain step's analytic KL takes the same step; `pyro` (Monte Carlo KL) and
+    # `default` (a whole train() call) have no step to compare
+    unchecked = {"default", "pyro"}
+    checked = [r for r in svi if r["config"] not in unchecked]
+    assert checked and all(r["loss_rel_diff"] < 1e-5 and r["param_max_diff"] < 1e-5 for r in checked)
+    assert all(r.get("loss_rel_diff") is None for r in svi if r["config"] in unchecked)
     gmm = json.loads((tmp_path / "gmm_em.json").read_text())
     assert all(abs(r["loglik_gap"]) < 1e-6 for r in gmm)
     ctc = json.loads((tmp_path / "ctc.json").read_text())
