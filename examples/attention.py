@@ -4,15 +4,17 @@ Each model reads a lemma and its feature tags and writes the inflected form. The
 (character embeddings, a bidirectional LSTM encoder, a decoder LSTM, 0th-order attention) are
 trained five ways: ``soft`` (deterministic attention, the baseline), ``exact`` (the latent
 alignment summed by enumeration: the exact log p(y | x)), ``hardem`` (each a_t replaced by its
-MAP), ``variational`` (an amortized q(a_t | x, y), the ELBO summed by enumeration) and
-``monotonic`` (a_t >= a_{t-1}, summed by the chain recursions). Outputs come from beam search.
+MAP; from a random start it collapses, so ``--hardem-warmup 5`` trains 5 exact epochs first),
+``variational`` (an amortized q(a_t | x, y), the ELBO summed by enumeration) and ``monotonic``
+(a_t >= a_{t-1}, summed by the chain recursions). Outputs come from beam search.
 
 Writes into --out: ``metrics.json`` (a list ``results``: language, setting, model, accuracy,
 levenshtein, nll (exact test NLL, nats per word, for every model: the 0th-order sum is
 tractable, so the variational model's NLL is exact too, not a bound), perplexity (per
 character, <eos> counted), alignment_entropy (mean entropy of p(a_t | x, y) per output step;
-of the attention weights for soft), train_seconds), ``alignments_<model>.png`` (alignment heat
-maps of a few test words) and ``accuracy_vs_time.png`` (greedy dev accuracy after each epoch).
+of the attention weights for soft), train_seconds, and for hardem the exact warm-up epochs
+hardem_warmup), ``alignments_<model>.png`` (alignment heat maps of a few test words) and
+``accuracy_vs_time.png`` (greedy dev accuracy after each epoch).
 
     python examples/attention.py --language english --setting medium --model all
 """
@@ -46,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=runs.positive_float, default=1e-3, help="Adam learning rate")
     p.add_argument("--embed", type=runs.positive_int, default=32, help="character and tag embedding size")
     p.add_argument("--hidden", type=runs.positive_int, default=64, help="LSTM units (per direction in the encoder)")
+    p.add_argument("--hardem-warmup", type=runs.nonnegative_int, default=0,
+                   help="epochs of exact training before hard EM (0: hard EM from the random start, which collapses each "
+                        "word's alignment onto one source position: English medium accuracy 0.100 vs 0.829 exact; 5 recommended)")
     p.add_argument("--beam-width", type=runs.positive_int, default=4, help="beam search width for the test outputs")
     p.add_argument("--heatmaps", type=runs.positive_int, default=3, help="test words shown in each alignment figure")
     p.add_argument("--quick", action="store_true", help="a smoke run: 200 training words, 1 epoch, 50 test words, tiny networks")
@@ -78,7 +83,7 @@ def main(argv=None) -> dict:
     out = runs.output_dir(args.out)
     data = prepare_inflection(args.language, args.setting, args.data_dir)
     settings = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, embed=args.embed, hidden=args.hidden,
-                    beam_width=args.beam_width, device=device, progress=not args.no_progress)
+                    beam_width=args.beam_width, device=device, progress=not args.no_progress, hardem_warmup=args.hardem_warmup)
     if args.quick:
         settings.update(QUICK)
     kinds = KINDS if args.model == "all" else (args.model,)
@@ -88,7 +93,8 @@ def main(argv=None) -> dict:
         run = run_inflection(data, kind, **settings)
         m = run["metrics"]
         results.append({"language": args.language, "setting": args.setting, "model": kind,
-                        **{k: m[k] for k in ("accuracy", "levenshtein", "nll", "perplexity", "alignment_entropy", "train_seconds")}})
+                        **{k: m[k] for k in ("accuracy", "levenshtein", "nll", "perplexity", "alignment_entropy", "train_seconds")},
+                        **({"hardem_warmup": run["hardem_warmup"]} if kind == "hardem" else {})})
         curves[kind] = run["curve"]
         plot_alignments(run["model"], data, min(args.heatmaps, len(data["splits"]["test"])),
                         f"{kind}: {'attention weights' if kind == 'soft' else 'p(a_t | x, y)'}", out / f"alignments_{kind}.png")
