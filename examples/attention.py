@@ -76,8 +76,13 @@ def plot_alignments(model, data, words: int, title: str, path) -> None:
     plt.close(fig)
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse ``argv`` (every numeric flag is checked by its type at parse time)."""
+    return build_parser().parse_args(argv)
+
+
 def main(argv=None) -> dict:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     runs.set_seed(args.seed)
     device = runs.resolve_device(args.device)
     out = runs.output_dir(args.out)

@@ -19,7 +19,7 @@ from pyro_lvm import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ["examples/vae.py", "examples/gmm.py", "examples/colorization.py", "examples/impute.py", "examples/cvae.py",
-            "examples/ssvae.py"]
+            "examples/ssvae.py", "examples/attention.py"]
 BENCHMARKS = ["benchmarks/ctc.py", "benchmarks/gmm_em.py", "benchmarks/guide_families.py",
               "benchmarks/svi_overhead.py", "benchmarks/run_all.py"]
 POSITIVE = (runs.positive_int, runs.positive_float)
@@ -33,6 +33,7 @@ ZERO_MEANS = {
     ("examples/gmm.py", "--tol"): "run all --max-iter iterations (as scikit-learn's tol=0)",
     ("examples/ssvae.py", "--alpha"): "no classification term (M2's bound alone)",
     ("examples/gmm.py", "--warmup"): "NUTS without adaptation (Pyro's warmup_steps=0)",
+    ("examples/attention.py", "--hardem-warmup"): "hard EM from the random start (no exact epochs first)",
     ("benchmarks/gmm_em.py", "--tol"): "run all --max-iter iterations, both libraries",
 }
 
