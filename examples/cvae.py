@@ -114,9 +114,7 @@ def plot_completions(path, panels: dict, side: int) -> None:
 def plot_curves(path, histories: dict) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for (q, name), history in histories.items():
-        ax.plot([e["train_loss"] for e in history.epochs], label=f"{name}, {q} observed")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("-ELBO (CVAE) or -log p(y|x) per image")
+        history.plot(ax, label=f"{name}, {q} observed", ylabel="-ELBO (CVAE) or -log p(y|x) per image")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

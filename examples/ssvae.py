@@ -113,10 +113,8 @@ def plot_analogies(path, model: SemiSupervisedVAE, rows: int = 8) -> None:
 def plot_curves(path, histories: dict) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for labels, history in histories.items():
-        ax.plot([e["train_loss"] for e in history.epochs], label=f"{labels} labels")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("-J^alpha per image (nats)")
-    ax.legend(fontsize=8)
+        history.plot(ax, label=f"{labels} labels", ylabel="-J^alpha per image (nats)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
