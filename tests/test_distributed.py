@@ -219,6 +219,25 @@ def test_a_rank_that_raises_stops_the_others_naming_it(tmp_path):
     assert RankFailed.__name__ in errors[0] and "rank(s) [1] of 2 raised during a training step" in errors[0]
 
 
+def _one_rank_grows_a_parameter(rank: int, folder: Path) -> None:
+    model, guide = _build(seed=0)
+    calls = []
+
+    def story(x):
+        calls.append(1)
+        shift = pyro.param("shift", torch.zeros((), dtype=x.dtype)) if rank == 1 and len(calls) > 3 else 0.0
+        return model(x + shift)
+
+    train(story, guide, _data(), steps=20, batch_size=BATCH, progress=False)
+
+
+def test_ranks_whose_gradients_differ_in_size_stop_with_an_error_not_a_hang(tmp_path):
+    errors = run_ranks(_one_rank_grows_a_parameter, tmp_path, allow_failure=True, timeout=60)
+    for rank in (0, 1):
+        assert "the ranks hold gradients of different sizes during a training step" in errors[rank], errors[rank]
+    assert "elements per rank: [" in errors[0]
+
+
 def test_distributed_true_without_a_process_group_is_refused():
     model, guide = _build(seed=0)
     with pytest.raises(ValueError, match="no torch.distributed process group is set up"):

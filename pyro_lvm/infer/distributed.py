@@ -24,6 +24,7 @@ gradients are all-reduced inside the loss, before any optimizer steps.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -145,13 +146,34 @@ class Ranks:
 
     def check_all(self, error: BaseException | None, what: str) -> None:
         """All-reduce which ranks failed (``error`` not None) and raise on every rank if any did."""
-        failed = torch.zeros(self.world_size, dtype=torch.float64)
-        failed[self.rank] = error is not None
-        failed = [int(r) for r in self._all_sum(failed).nonzero().flatten()]
+        self.sum_step(error, what)
+
+    def sum_step(self, error: BaseException | None, what: str, *numbers: float, grad_size: int = 0) -> list[float]:
+        """One small all-reduce that agrees on a step: which ranks failed, the sums of ``numbers``
+        (e.g. a loss and an example count, float64), and that every rank holds ``grad_size`` gradient
+        elements to sum next.
+
+        :returns: the sums of ``numbers`` over ranks.
+        :raises: on a rank where ``error`` is not None, ``error``; on the others :class:`RankFailed`
+            naming the ranks that failed; on every rank, ValueError when the ranks hold gradients of
+            different sizes (their models or guides differ), before a mismatched all-reduce could hang.
+        """
+        w = self.world_size
+        header = torch.zeros(2 * w + len(numbers), dtype=torch.float64)
+        header[self.rank] = error is not None
+        header[w + self.rank] = grad_size
+        header[2 * w:] = torch.tensor(numbers, dtype=torch.float64)
+        header = self._all_sum(header)
+        failed = [int(r) for r in header[:w].nonzero().flatten()]
         if error is not None:
             raise error
         if failed:
-            raise RankFailed(f"rank(s) {failed} of {self.world_size} raised during {what}; see their own error output", failed)
+            raise RankFailed(f"rank(s) {failed} of {w} raised during {what}; see their own error output", failed)
+        sizes = [int(n) for n in header[w : 2 * w]]
+        if len(set(sizes)) > 1:
+            raise ValueError(f"the ranks hold gradients of different sizes during {what} (elements per rank: {sizes}); "
+                             f"every rank must run the same model and guide")
+        return header[2 * w:].tolist()
 
     def broadcast_parameters(self, modules: list[torch.nn.Module]) -> None:
         """Copy rank 0's module parameters and buffers and Pyro param store values to every rank."""
@@ -165,12 +187,17 @@ class Ranks:
                 t.copy_(buffer)
 
     def sum_gradients(self, params: list[torch.Tensor]) -> None:
-        """Replace each parameter's gradient by its sum over ranks, in one all-reduce; a parameter
-        gets a gradient where any rank has one (zeros stand in for the ranks without)."""
-        present = torch.tensor([p.grad is not None for p in params], dtype=torch.float64)
-        flat = torch.cat([present, *(p.grad.reshape(-1).double() if p.grad is not None else p.new_zeros(p.numel(), dtype=torch.float64)
-                                     for p in params)])
-        flat = self._all_sum(flat)
+        """Replace each parameter's gradient by its sum over ranks, in one all-reduce in the
+        parameters' own precision (float64 if any is float64); a parameter gets a gradient where any
+        rank has one (zeros stand in for the ranks without). Every rank must pass as many elements
+        (:meth:`sum_step` checks it first)."""
+        if not params:
+            return
+        dtype = functools.reduce(torch.promote_types, (p.dtype for p in params))
+        present = torch.tensor([p.grad is not None for p in params], dtype=dtype, device=self.device)
+        flat = torch.cat([present, *(p.grad.reshape(-1).to(self.device, dtype) if p.grad is not None
+                                     else torch.zeros(p.numel(), dtype=dtype, device=self.device) for p in params)])
+        dist.all_reduce(flat)
         offset = len(params)
         for i, p in enumerate(params):
             if flat[i] > 0:
@@ -320,8 +347,9 @@ class SummedLoss:
             params = list(dict.fromkeys(site["value"].unconstrained() for site in capture.trace.nodes.values()))
         except Exception as e:  # the other ranks must hear of it
             error = e
-        self.ranks.check_all(error, "a training step")
-        total, self.last_count = self.ranks.sum_numbers(value, count)
+        grad_size = len(params) + sum(p.numel() for p in params)
+        total, count = self.ranks.sum_step(error, "a training step", value, count, grad_size=grad_size)
+        self.last_count = int(count)
         self.ranks.sum_gradients(params)
         return total
 

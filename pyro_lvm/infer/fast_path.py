@@ -253,17 +253,16 @@ class DefaultObjective:
         return self.eager.loss(model, guide, *args, **kwargs)
 
     def compile_if_safe(self, model: Callable, guide: Callable, args: tuple, kwargs: dict, *, beta_varies: bool,
-                        distributed: bool, remaining_steps: int) -> None:
+                        remaining_steps: int) -> None:
         """Compile (:meth:`compile`) where it is safe and pays off, else record why not: the
         mean-field ELBO was chosen, ``beta`` is a number (a schedule rescales the sites, a new
         trace each step), the keyword arguments are no tensors (a trace takes tensors positionally
-        only), one process, and at least ``min_compiled_steps`` steps remain."""
+        only), and at least ``min_compiled_steps`` steps remain."""
         reasons = [
             (not self.fast.compile, "switched off"),
             (not self.mean_field, "not the mean-field ELBO"),
             (beta_varies, "beta is a schedule"),
             (any(torch.is_tensor(v) for v in kwargs.values()), "a keyword argument is a tensor"),
-            (distributed, "distributed training"),
             (remaining_steps < self.fast.min_compiled_steps,
              f"{remaining_steps} steps left, fewer than min_compiled_steps={self.fast.min_compiled_steps}"),
         ]

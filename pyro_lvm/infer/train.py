@@ -690,8 +690,10 @@ def train(
         raise TypeError(f"fast must be a bool or a pyro_lvm.infer.FastPath, got {type(fast).__name__}")
     chosen = {"switches": fast.to_dict(), "optimizer": f"given: {type(optimizer).__name__}",
               "loss": f"given: {type(loss).__name__}", "compiled": "no: a loss was given", "uncompiled_steps": 0}
+    default_objective = None  # train's own choice of ELBO, when the caller gave none
     if loss is None:
-        loss, chosen["compiled"] = DefaultObjective(fast, chosen), "no"
+        loss = default_objective = DefaultObjective(fast, chosen)
+        chosen["compiled"] = "no"
     if optimizer is None and fast.torch_optimizer:
         optimizer, chosen["optimizer"] = FirstStepAdam(lr), "torch.optim.Adam over every trained parameter"
     elif optimizer is None:
@@ -810,9 +812,9 @@ def train(
                 if validating and step - first_step == fast.validate_steps:
                     pyro.enable_validation(False)  # restored at the end
                     chosen["validation"] = f"on for the first {fast.validate_steps} steps, then off"
-                if step - first_step == compile_at and isinstance(loss, DefaultObjective):
-                    loss.compile_if_safe(m, g, batch, step_kwargs, beta_varies=callable(beta),
-                                         distributed=ranks is not None, remaining_steps=total_steps - step)
+                if step - first_step == compile_at and default_objective is not None:
+                    default_objective.compile_if_safe(m, g, batch, step_kwargs, beta_varies=callable(beta),
+                                                      remaining_steps=total_steps - step)
                 try:
                     if not history.step_loss:  # a guide for the wrong sites fails here, naming the model's sites
                         if ranks is None:
