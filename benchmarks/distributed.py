@@ -6,8 +6,9 @@ Each case trains an MNIST-sized VAE (``DeepLatentGaussian`` 784-200-200-50 with 
 the examples). One process runs ``train`` alone (no process group, the baseline); W > 1 processes
 join a process group (gloo on the CPU, each with ``--threads`` torch threads; nccl on CUDA,
 one GPU each) and ``train`` shards the data and sums the gradients. Throughput is examples per
-second over all ranks, timed by the wall clock between the end of a warm-up step and the last
-step on rank 0; ``ratio`` is the throughput over that of one process (ideal: W).
+second over all ranks, timed by the wall clock on rank 0 from the end of step 20 (after ``train``'s
+validated first steps and its compilation of the ELBO) to the last step; ``ratio`` is the
+throughput over that of one process (ideal: W).
 
 The processes share the machine, so on the CPU the figure means something only when the cores
 are otherwise idle (one core per rank).
@@ -78,8 +79,10 @@ def main(argv=None) -> list[dict]:
     p = parser(NAME, __doc__.splitlines()[0])
     p.add_argument("--world-sizes", type=positive_int, nargs="+", default=None,
                    help="process counts to time (default: 1 2 on CPU; 1 and every GPU on CUDA)")
-    p.add_argument("--per-rank-batch", type=positive_int, default=128, help="examples per rank and step (default: 128)")
-    p.add_argument("--steps", type=positive_int, default=None, help="steps per case (default: 200, --quick 60, --smoke 6)")
+    p.add_argument("--per-rank-batch", type=positive_int, nargs="+", default=[128, 1024],
+                   help="examples per rank and step, one set of cases each (default: 128 1024)")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="steps per case, the first 20 (validated, then compiling) untimed (default: 400, --quick 150, --smoke 6)")
     args = p.parse_args(argv)
     device = setup(args)
     backend = "nccl" if device.type == "cuda" else "gloo"
@@ -88,18 +91,22 @@ def main(argv=None) -> list[dict]:
     if backend == "nccl" and max(worlds) > torch.cuda.device_count():
         raise ValueError(f"--world-sizes {max(worlds)} needs as many GPUs; this machine has {torch.cuda.device_count()}")
     small = args.smoke
-    steps = args.steps or (6 if small else 60 if args.quick else 200)
+    steps = args.steps or (6 if small else 150 if args.quick else 400)
     hidden = (32,) if small else (200, 200)
-    cfg = dict(threads=max(args.threads, 1), seed=args.seed, examples=args.per_rank_batch * 4, data_dim=64 if small else 784,
-               z_dim=4 if small else 50, hidden=hidden, batch=args.per_rank_batch, steps=steps, warmup=min(5, steps - 1))
-    rows, baseline = [], None
-    for world in worlds:
-        throughput = measure(world, backend, cfg)
-        baseline = baseline or throughput
-        rows.append(row(NAME, "1 process" if world == 1 else f"{backend}, {world} processes", device, args.quick or args.smoke,
-                        backend=backend if world > 1 else "none", world_size=world, per_rank_batch=args.per_rank_batch,
-                        steps=steps, examples_per_second=throughput, ratio=throughput / baseline))
-        print(f"{NAME} {backend} world size {world}: {throughput:.0f} examples/s, {throughput / baseline:.2f}x one process", flush=True)
+    rows = []
+    for batch in args.per_rank_batch:
+        cfg = dict(threads=max(args.threads, 1), seed=args.seed, examples=batch * 4, data_dim=64 if small else 784,
+                   z_dim=4 if small else 50, hidden=hidden, batch=batch, steps=steps, warmup=min(20, steps - 1))
+        baseline = None
+        for world in worlds:
+            throughput = measure(world, backend, cfg)
+            baseline = baseline or throughput
+            case = "1 process" if world == 1 else f"{backend}, {world} processes"
+            rows.append(row(NAME, f"batch {batch} per rank, {case}", device, args.quick or args.smoke,
+                            backend=backend if world > 1 else "none", world_size=world, per_rank_batch=batch,
+                            steps=steps, examples_per_second=throughput, ratio=throughput / baseline))
+            print(f"{NAME} batch {batch} per rank, {backend} world size {world}: {throughput:.0f} examples/s, "
+                  f"{throughput / baseline:.2f}x one process", flush=True)
     path = write_results(NAME, rows, args.out)
     print(f"wrote {path}")
     return rows
