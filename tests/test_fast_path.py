@@ -1,5 +1,7 @@
 """train()'s default path (pyro_lvm.infer.fast_path) gives the plain Pyro path's losses and parameters."""
 
+import time
+
 import pyro
 import pyro.distributions as dist
 import pyro.infer
@@ -37,9 +39,10 @@ def assert_close_weights(modules, others, atol=1e-5):
 
 
 def test_the_default_equals_the_plain_pyro_path_from_the_same_start():
-    """120 steps of batches 32, 32, 32, 4: validated, then compiled (the batches of 4 uncompiled)."""
+    """120 steps of batches 32, 32, 32, 4: validated, then compiled (the batches of 4 uncompiled); the
+    compiled ELBO kept without timing it against the uncompiled one (see the tests of the trial below)."""
     with pytest.warns(RuntimeWarning, match=r"shapes \(\(4, 20\),\) differs from the compiled"):
-        fast_modules, fast = fit()
+        fast_modules, fast = fit(fast=FastPath(timed_steps=0))
     plain_modules, plain = fit(fast=False, loss=pyro.infer.TraceMeanField_ELBO(), optimizer=pyro.optim.Adam({"lr": 1e-2}))
     assert fast.fast_path["optimizer"] == "torch.optim.Adam over every trained parameter"
     assert fast.fast_path["loss"] == "TraceMeanField_ELBO (analytic KL)"
@@ -50,6 +53,37 @@ def test_the_default_equals_the_plain_pyro_path_from_the_same_start():
     assert fast.step_loss == pytest.approx(plain.step_loss, rel=1e-5)
     assert_close_weights(fast_modules, plain_modules)
     assert pyro.infer.util.is_validation_enabled()  # put back at the end
+
+
+@pytest.mark.parametrize("slower", ["compiled", "uncompiled"])
+def test_the_faster_of_compiled_and_uncompiled_steps_runs_on_with_the_same_steps(monkeypatch, slower):
+    """After compiling, 3 warm-up calls, then 4 compiled and 4 uncompiled steps alternately, timed;
+    the kind made slower here (30 ms more a step) is dropped, and every step is still the plain path's."""
+    import pyro_lvm.infer.fast_path as fast_path
+
+    slowed = fast_path.JitTraceMeanField_ELBO if slower == "compiled" else pyro.infer.TraceMeanField_ELBO
+    calls = []
+    original = slowed.loss_and_grads
+
+    def slow(self, *args, **kwargs):
+        calls.append(1)
+        time.sleep(0.03)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(slowed, "loss_and_grads", slow)
+    with pytest.warns(RuntimeWarning, match="differs from the compiled"):
+        fast_modules, fast = fit(fast=FastPath(timed_steps=4))
+    monkeypatch.undo()
+    plain_modules, plain = fit(fast=False, loss=pyro.infer.TraceMeanField_ELBO(), optimizer=pyro.optim.Adam({"lr": 1e-2}))
+    timing = fast.fast_path["compile_timing"]
+    assert timing.startswith("median ") and " ms a compiled step, " in timing and timing.endswith(" ms uncompiled")
+    if slower == "compiled":
+        assert fast.fast_path["compiled"] == f"no: uncompiled steps were faster ({timing})"
+        assert len(calls) == 3 + 4  # the warm-up calls and the timed compiled steps
+    else:
+        assert fast.fast_path["compiled"] == "yes, for batches of shapes ((32, 20),)"
+    assert fast.step_loss == pytest.approx(plain.step_loss, rel=1e-5)
+    assert_close_weights(fast_modules, plain_modules)
 
 
 def test_without_an_analytic_kl_the_default_is_trace_elbo_with_the_same_draws():

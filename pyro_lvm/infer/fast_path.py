@@ -17,7 +17,11 @@ from the same start, to float tolerance:
 - **the compiled ELBO**: :class:`~pyro_lvm.infer.JitTraceMeanField_ELBO` once validation is off, for
   batches of the shapes it was compiled for; it is compiled once, checked against the eager loss
   on the same draw, and left aside, with a one-line warning, when compiling fails or disagrees.
-  Batches of other shapes (e.g. a smaller last batch) run uncompiled.
+  Batches of other shapes (e.g. a smaller last batch) run uncompiled. Compiling pays off where the
+  per-operation cost dominates (small batches, small networks); for large batches the eager step can
+  be as fast or faster, so the first steps after compiling alternate compiled and uncompiled steps
+  (``timed_steps`` of each, both exact steps of the same ELBO) and the faster one, by the median of
+  its wall-clock times, runs from then on.
 
 Each choice has a switch in :class:`FastPath`; what ran is recorded in ``History.fast_path``.
 """
@@ -25,6 +29,8 @@ Each choice has a switch in :class:`FastPath`; what ran is recorded in ``History
 from __future__ import annotations
 
 import math
+import statistics
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -59,6 +65,8 @@ class FastPath:
         one process).
     :param min_compiled_steps: compile only when at least this many steps remain (a compilation
         costs about as much as tens of steps).
+    :param timed_steps: after compiling, time this many compiled and as many uncompiled steps,
+        alternately, and keep the faster kind; 0 keeps the compiled one without timing.
     """
 
     torch_optimizer: bool = True
@@ -66,14 +74,16 @@ class FastPath:
     validate_steps: int | None = 10
     compile: bool = True
     min_compiled_steps: int = 100
+    timed_steps: int = 5
 
     def __post_init__(self) -> None:
-        for name in ("validate_steps", "min_compiled_steps"):
+        for name in ("validate_steps", "min_compiled_steps", "timed_steps"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ValueError(f"FastPath.{name} must be a non-negative integer, got {value!r}")
-        if self.min_compiled_steps is None:
-            raise ValueError("FastPath.min_compiled_steps must be a non-negative integer, got None")
+        for name in ("min_compiled_steps", "timed_steps"):
+            if getattr(self, name) is None:
+                raise ValueError(f"FastPath.{name} must be a non-negative integer, got None")
 
     @classmethod
     def off(cls) -> FastPath:
@@ -82,6 +92,10 @@ class FastPath:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: calls of a freshly compiled TorchScript graph that profile and optimize it (slow), before timing it
+_WARM_COMPILED_CALLS = 3
 
 
 def _tensor_shapes(args: tuple) -> tuple:
@@ -192,6 +206,7 @@ class DefaultObjective:
         self.compiled: JitTraceMeanField_ELBO | None = None
         self.compiled_shapes: tuple | None = None
         self._warned_shapes: set = set()
+        self._trial: dict | None = None  # the timed steps after compiling, while they run
 
     @property
     def mean_field(self) -> bool:
@@ -231,7 +246,34 @@ class DefaultObjective:
                           RuntimeWarning, stacklevel=3)
             return False
         self.compiled, self.compiled_shapes = compiled, _tensor_shapes(args)
+        if self.fast.timed_steps:
+            self._trial = {"warm": _WARM_COMPILED_CALLS, "compiled": [], "uncompiled": []}
         return True
+
+    def _timed_step(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
+        """One step of the trial after compiling: first the compiled graph's warm-up calls, then
+        compiled and uncompiled steps alternately, each timed; after ``timed_steps`` of each, keeps
+        the kind with the smaller median time (the compiled one on a tie)."""
+        trial = self._trial
+        warm = trial["warm"] > 0
+        kind = "compiled" if warm or len(trial["compiled"]) <= len(trial["uncompiled"]) else "uncompiled"
+        objective = self.compiled if kind == "compiled" else self.eager
+        start = time.perf_counter()
+        value = objective.loss_and_grads(model, guide, *args, **kwargs)  # returns a float: the device has finished
+        seconds = time.perf_counter() - start
+        if warm:
+            trial["warm"] -= 1
+            return value
+        trial[kind].append(seconds)
+        if len(trial["uncompiled"]) == self.fast.timed_steps:
+            compiled_ms, eager_ms = (1e3 * statistics.median(trial[k]) for k in ("compiled", "uncompiled"))
+            timing = f"median {compiled_ms:.3g} ms a compiled step, {eager_ms:.3g} ms uncompiled"
+            self.record["compile_timing"] = timing
+            if eager_ms < compiled_ms:
+                self.compiled = None
+                self.record["compiled"] = f"no: uncompiled steps were faster ({timing})"
+            self._trial = None
+        return value
 
     def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
         if self.eager is None:
@@ -239,6 +281,8 @@ class DefaultObjective:
         if self.compiled is not None:
             shapes = _tensor_shapes(args)
             if shapes == self.compiled_shapes:
+                if self._trial is not None:
+                    return self._timed_step(model, guide, *args, **kwargs)
                 return self.compiled.loss_and_grads(model, guide, *args, **kwargs)
             self.record["uncompiled_steps"] += 1
             if shapes not in self._warned_shapes:

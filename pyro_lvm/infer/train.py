@@ -117,8 +117,10 @@ class History:
     :ivar stop_reason: why a callback stopped the run early (e.g. :class:`~pyro_lvm.infer.EarlyStopping`'s
         message), or None when it ran the epochs or steps asked for.
     :ivar fast_path: what the last ``train`` call ran (:mod:`pyro_lvm.infer.fast_path`): ``switches``
-        (its :class:`~pyro_lvm.infer.FastPath`), ``optimizer``, ``loss``, ``validation``, ``compiled``
-        and ``uncompiled_steps`` (steps whose batch shapes differed from the compiled ones).
+        (its :class:`~pyro_lvm.infer.FastPath`), ``optimizer``, ``loss``, ``validation``, ``compiled``,
+        ``compile_timing`` (the median compiled and uncompiled step times that decided whether the
+        compiled ELBO ran on) and ``uncompiled_steps`` (steps whose batch shapes differed from the
+        compiled ones).
     """
 
     step_loss: list[float] = field(default_factory=list)
