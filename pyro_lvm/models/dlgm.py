@@ -20,6 +20,7 @@ import torch
 from pyro import poutine
 from torch.nn import functional as F
 
+from pyro_lvm.distributions.bernoulli import IndependentBernoulli
 from pyro_lvm.infer import importance_log_likelihood
 from pyro_lvm.models.base import LatentVariableModel
 from pyro_lvm.nets import MLP, flatten_examples
@@ -84,7 +85,7 @@ class DeepLatentGaussian(LatentVariableModel):
         """``p(x | z)`` for z of shape (..., z_dim): batch shape (...), event shape (D,)."""
         out = self.decoder(z)
         if self.likelihood == "bernoulli":
-            return dist.Bernoulli(logits=out).to_event(1)
+            return IndependentBernoulli(out)
         return dist.Normal(out, F.softplus(self.raw_scale) + 1e-4).to_event(1)
 
     @property

@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pyro_lvm.data._checks import check_labels
+from pyro_lvm.distributions.bernoulli import IndependentBernoulli
 from pyro_lvm.guides import AmortizedSite, LatentGuide
 from pyro_lvm.guides.heads import NormalHead
 from pyro_lvm.infer import importance_log_likelihood
@@ -153,7 +154,7 @@ class SemiSupervisedVAE(LatentVariableModel):
         """``p(x | y, z)`` for one-hot ``y`` (..., N, C) and ``z`` (..., N, z_dim): batch shape (..., N), event (D,)."""
         lead = torch.broadcast_shapes(y.shape[:-1], z.shape[:-1])
         h = torch.cat([z.expand(*lead, -1), y.to(z.dtype).expand(*lead, -1)], dim=-1)
-        return dist.Bernoulli(logits=self.decoder(h)).to_event(1)
+        return IndependentBernoulli(self.decoder(h))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The story for images ``x`` (N, D) in {0, 1} and labels ``y`` (N,) (None: unlabelled).
