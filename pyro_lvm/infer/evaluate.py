@@ -10,10 +10,12 @@ guide is the true posterior. Particles are drawn in chunks, so large S fits in m
 
 The particle dimension (the contract for the networks a story and its guide call; see the
 "Writing networks" page of the documentation): with ``vectorize=True`` (the default) a chunk
-of k draws is one call of the guide and one of the model inside an extra plate of size k at
-dim ``-(max_plate_nesting + 1)``, so every latent arrives with a leading sample dimension,
-``z`` of shape (k, N, d) where training gives (N, d), while the data arguments keep their
-shapes. A decoder (or an encoder reading an earlier latent) must then broadcast over leading
+of k draws is one call of the guide inside an extra plate of size k at dim
+``-(max_plate_nesting + 1)``, so every latent arrives with a leading sample dimension, ``z`` of
+shape (k, N, d) where training gives (N, d), while the data arguments keep their shapes; the
+model is replayed against the draws inside a plate of the same kind, in one call, or on the CPU
+in blocks of at most ``max(1, 1024 // N)`` draws (``_BLOCK_WEIGHTS``; the same weights, see
+there). A decoder (or an encoder reading an earlier latent) must then broadcast over leading
 dimensions. With ``vectorize=False`` each draw is one plain call, with exactly the shapes of
 training, and the k log weights are stacked: any network works, at the cost of k calls. A
 vectorized call that fails where the plain call works raises a ``ValueError`` that says to pass
@@ -41,7 +43,9 @@ Before drawing, the evaluators run the guide and the model once and refuse, with
 message naming the sites, what would give a wrong number: a guide that misses a latent
 site (the model would draw it from its prior and score it as if proposed) or samples one
 the model lacks, a site of another shape, data without examples, and for :func:`importance_log_likelihood`
-a point-mass (Delta) guide, whose "weight" ``log p(x, f(x))`` is no log-likelihood.
+a point-mass (Delta) guide, whose "weight" ``log p(x, f(x))`` is no log-likelihood. Pyro's
+validation (when enabled) then checks the first chunk of draws; the later chunks, the same
+program on the same data with new draws, run without it.
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ from __future__ import annotations
 import math
 import numbers
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import pyro
@@ -66,6 +71,15 @@ from pyro.poutine.util import site_is_subsample
 from pyro_lvm.guides.check import check_trace_sites, guide_and_model_traces
 
 __all__ = ["importance_log_likelihood", "per_example_elbo", "log_importance_weights", "bits_per_dim", "observed_dims"]
+
+#: On the CPU the model is replayed against at most this many weights (draws x examples) per call: a
+#: decoder's (draws, N, D) intermediates then stay a few MB, reused by the allocator from block to block,
+#: instead of fresh ~60 MB buffers per chunk (MNIST, 20,000 weights), whose first touch (page faults) and
+#: cache misses made a chunk 1.4x slower (benchmarks/evaluator.py; for 100 to 1,000 images 1024 and 2048
+#: came within a few percent of each other, 512 and 4096 slower). The guide still draws a whole chunk at
+#: once, so the draws, and each draw's weight, are those of one call: the networks treat particles
+#: independently (tests/test_evaluate_blocks.py).
+_BLOCK_WEIGHTS = 1024
 
 
 def _point_mass_sites(guide_trace) -> list[str]:
@@ -132,17 +146,22 @@ def _data_frame(trace: Trace, plate: str):
     return frame
 
 
-def _traces(model, guide, args, kwargs, nesting: int) -> tuple[Trace, Trace]:
-    """Trace ``guide`` once, then ``model`` replayed against it: ``(guide_trace, model_trace)``.
-
-    Both run under Pyro's :class:`~pyro.poutine.enum_messenger.EnumMessenger` as in
+def _guide_trace(guide, args, kwargs, nesting: int) -> Trace:
+    """Trace ``guide`` under Pyro's :class:`~pyro.poutine.enum_messenger.EnumMessenger` as in
     :class:`~pyro.infer.TraceEnum_ELBO`: sites marked for parallel enumeration get every value along
-    a dim left of ``-(nesting + 1)`` (the particle plate's dim), others are sampled.
-    """
-    guide = EnumMessenger(first_available_dim=-(nesting + 2))(guide)
-    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-    model = EnumMessenger()(poutine.replay(model, trace=guide_trace))  # keeps the guide's enumeration dims
-    return guide_trace, poutine.trace(model).get_trace(*args, **kwargs)
+    a dim left of ``-(nesting + 1)`` (the particle plate's dim), others are sampled."""
+    return poutine.trace(EnumMessenger(first_available_dim=-(nesting + 2))(guide)).get_trace(*args, **kwargs)
+
+
+def _model_trace(model, guide_trace: Trace, args, kwargs) -> Trace:
+    """Trace ``model`` replayed against ``guide_trace``, its own enumerated sites enumerated (keeping the guide's dims)."""
+    return poutine.trace(EnumMessenger()(poutine.replay(model, trace=guide_trace))).get_trace(*args, **kwargs)
+
+
+def _traces(model, guide, args, kwargs, nesting: int) -> tuple[Trace, Trace]:
+    """Trace ``guide`` once, then ``model`` replayed against it: ``(guide_trace, model_trace)``."""
+    guide_trace = _guide_trace(guide, args, kwargs, nesting)
+    return guide_trace, _model_trace(model, guide_trace, args, kwargs)
 
 
 def _weights_of(traces: tuple[Trace, Trace], plate: str, nesting: int, num_particles: int) -> torch.Tensor:
@@ -187,35 +206,21 @@ def _weights_of(traces: tuple[Trace, Trace], plate: str, nesting: int, num_parti
     return log_w.expand(num_particles, frame.size)
 
 
-def _weighted_traces(model, guide, args, kwargs, num_samples: int, plate: str, nesting: int,
-                     vectorize: bool) -> list[tuple[Trace, torch.Tensor]]:
-    """``(model_trace, log_w)`` pairs holding ``num_samples`` draws in all, for a model and guide already
-    checked (plate nesting ``nesting``); ``log_w`` is (k, N) for the k draws of its trace.
+def _particles(fn: Callable, num_samples: int, nesting: int) -> Callable:
+    """``fn`` inside the particle plate: ``num_samples`` draws at dim ``-(nesting + 1)``."""
 
-    ``vectorize=True``: one call of each inside a particle plate of size ``num_samples`` at dim
-    ``-(nesting + 1)`` (one pair); ``vectorize=False``: ``num_samples`` plain (training-shaped) calls.
+    def wrapped(*a, **k):
+        with pyro.plate("_particles", num_samples, dim=-(nesting + 1)):
+            return fn(*a, **k)
 
-    :raises ValueError: when the vectorized call fails (the plain call was checked to work), saying
-        to pass ``vectorize=False``.
-    """
-    if not isinstance(vectorize, bool):
-        raise ValueError(f"vectorize must be True or False, got {vectorize!r}")
-    if not vectorize:
-        pairs = []
-        for _ in range(num_samples):
-            guide_trace, model_trace = _traces(model, guide, args, kwargs, nesting)
-            pairs.append((model_trace, _weights_of((guide_trace, model_trace), plate, nesting, 1)))
-        return pairs
+    return wrapped
 
-    def particles(fn):
-        def wrapped(*a, **k):
-            with pyro.plate("_particles", num_samples, dim=-(nesting + 1)):
-                return fn(*a, **k)
 
-        return wrapped
-
+@contextmanager
+def _particle_errors(num_samples: int, nesting: int):
+    """Turn a failure of the vectorized call into a ValueError that says to pass ``vectorize=False``."""
     try:
-        traces = _traces(particles(model), particles(guide), args, kwargs, nesting)
+        yield
     except (ValueError, RuntimeError, IndexError) as err:
         raise ValueError(
             f"the model or guide fails when its latents carry a leading particle dimension ({num_samples} draws at "
@@ -225,12 +230,87 @@ def _weighted_traces(model, guide, args, kwargs, num_samples: int, plate: str, n
             f"vectorize=False to draw one particle per training-shaped call, or make the network broadcast (see the "
             f"'Writing networks' page). The error was: {type(err).__name__}: {err}"
         ) from err
-    return [(traces[1], _weights_of(traces, plate, nesting, num_samples))]
+
+
+def _block_size(guide_trace: Trace, plate: str, num_samples: int) -> int:
+    """Draws per model call: on the CPU at most ``_BLOCK_WEIGHTS // N`` (at least one), elsewhere all ``num_samples``."""
+    frame = _data_frame(guide_trace, plate)
+    values = [site["value"] for site in guide_trace.nodes.values() if site["type"] == "sample" and not site_is_subsample(site)]
+    if frame is None or not all(torch.is_tensor(v) and v.device.type == "cpu" for v in values):
+        return num_samples
+    return max(1, _BLOCK_WEIGHTS // frame.size)
+
+
+def _narrow(t, right: int, start: int, length: int, num_samples: int):
+    """``t`` narrowed to ``[start, start + length)`` along dim ``-right`` where that dim holds the ``num_samples`` draws;
+    ``t`` itself where it does not (size 1 there: broadcast, an enumerated value; or fewer dims; or not a tensor)."""
+    if torch.is_tensor(t) and t.dim() >= right and t.shape[-right] == num_samples:
+        return t.narrow(-right, start, length)
+    return t
+
+
+def _particle_slice(trace: Trace, start: int, length: int, num_samples: int, nesting: int) -> Trace:
+    """Draws ``[start, start + length)`` of a guide trace of ``num_samples`` draws (its log densities computed):
+    every sample site's value, log densities and mask narrowed along the particle dim, the particle plate's own
+    site left out, so that a model replayed against it opens its particle plate with ``length`` draws."""
+    sliced = Trace(graph_type=trace.graph_type)
+    for name, site in trace.nodes.items():
+        if name == "_particles":
+            continue
+        if site["type"] == "sample" and not site_is_subsample(site):
+            right = nesting + 1  # the particle dim, counted from the right of the batch shape
+            site = {key: value for key, value in site.items() if key != "log_prob_sum"} | {
+                "infer": dict(site["infer"]),
+                "value": _narrow(site["value"], right + len(site["fn"].event_shape), start, length, num_samples),
+                **{key: _narrow(site[key], right, start, length, num_samples) for key in ("log_prob", "unscaled_log_prob", "mask")},
+            }
+        sliced.add_node(name, **site)
+    return sliced
+
+
+def _weighted_traces(model, guide, args, kwargs, num_samples: int, plate: str, nesting: int,
+                     vectorize: bool) -> list[tuple[Trace, torch.Tensor]]:
+    """The pairs of :func:`_iter_weighted_traces`, as a list."""
+    return list(_iter_weighted_traces(model, guide, args, kwargs, num_samples, plate, nesting, vectorize))
+
+
+def _iter_weighted_traces(model, guide, args, kwargs, num_samples: int, plate: str, nesting: int,
+                          vectorize: bool) -> Iterator[tuple[Trace, torch.Tensor]]:
+    """``(model_trace, log_w)`` pairs holding ``num_samples`` draws in all, for a model and guide already
+    checked (plate nesting ``nesting``); ``log_w`` is (k, N) for the k draws of its trace.
+
+    ``vectorize=True``: one call of the guide inside a particle plate of size ``num_samples`` at dim
+    ``-(nesting + 1)``, then the model replayed against its draws in blocks (:func:`_block_size`; one
+    pair per block); ``vectorize=False``: ``num_samples`` plain (training-shaped) calls.
+
+    :raises ValueError: when the vectorized call fails (the plain call was checked to work), saying
+        to pass ``vectorize=False``.
+    """
+    if not isinstance(vectorize, bool):
+        raise ValueError(f"vectorize must be True or False, got {vectorize!r}")
+    if not vectorize:
+        for _ in range(num_samples):
+            guide_trace, model_trace = _traces(model, guide, args, kwargs, nesting)
+            yield model_trace, _weights_of((guide_trace, model_trace), plate, nesting, 1)
+        return
+
+    with _particle_errors(num_samples, nesting):
+        guide_trace = _guide_trace(_particles(guide, num_samples, nesting), args, kwargs, nesting)
+    guide_trace.compute_log_prob()
+    block = _block_size(guide_trace, plate, num_samples)
+    for start in range(0, num_samples, block):
+        k = min(block, num_samples - start)
+        proposal = guide_trace if k == num_samples else _particle_slice(guide_trace, start, k, num_samples, nesting)
+        with _particle_errors(k, nesting):
+            model_trace = _model_trace(_particles(model, k, nesting), proposal, args, kwargs)
+        yield model_trace, _weights_of((proposal, model_trace), plate, nesting, k)
 
 
 def _log_weights(model, guide, args, kwargs, num_samples: int, plate: str, nesting: int, vectorize: bool) -> torch.Tensor:
-    """The (num_samples, N) log weights of :func:`_weighted_traces`."""
-    return torch.cat([log_w for _, log_w in _weighted_traces(model, guide, args, kwargs, num_samples, plate, nesting, vectorize)])
+    """The (num_samples, N) log weights of :func:`_iter_weighted_traces`, each trace let go once its weights are
+    read: a model trace holds its block's network outputs (a decoder's (k, N, D) logits), and freed blocks
+    let the next ones reuse their memory instead of touching fresh pages."""
+    return torch.cat([log_w for _, log_w in _iter_weighted_traces(model, guide, args, kwargs, num_samples, plate, nesting, vectorize)])
 
 
 def log_importance_weights(
@@ -259,14 +339,17 @@ def log_importance_weights(
 
 def _chunked_weights(model, guide, args, kwargs, num_samples, chunk_size, plate, vectorize: bool, evaluator: str,
                      proper_density: bool):
-    """Check the guide once, then yield the log weights of ``num_samples`` draws in chunks of ``chunk_size``."""
+    """Check the guide once, then yield the log weights of ``num_samples`` draws in chunks of ``chunk_size``
+    (Pyro's validation, when enabled, on the first chunk only)."""
     if num_samples < 1 or chunk_size < 1:
         raise ValueError(f"num_samples and chunk_size must be >= 1, got {num_samples} and {chunk_size}")
     nesting = _checked_plate_nesting(model, guide, args, kwargs, plate, evaluator, proper_density)
     with torch.no_grad(), poutine.block():
         for start in range(0, num_samples, chunk_size):
             k = min(chunk_size, num_samples - start)
-            yield _log_weights(model, guide, args, kwargs, k, plate, nesting, vectorize)
+            with nullcontext() if start == 0 else pyro.validation_enabled(False):
+                log_w = _log_weights(model, guide, args, kwargs, k, plate, nesting, vectorize)
+            yield log_w
 
 
 def importance_log_likelihood(
@@ -284,12 +367,13 @@ def importance_log_likelihood(
     The guide may cover several latent sites (a hierarchy ``q(z2 | x) q(z1 | z2, x)``, say) and call
     any encoder on any of its arguments; every site is scored in the weight.
 
-    **The particle dimension.** With ``vectorize=True`` the guide and the model run once per chunk
-    of k draws, inside a plate of size k at dim ``-(max_plate_nesting + 1)``: each latent arrives
-    with a leading sample dimension, ``z`` of shape (k, N, d) where training gives (N, d), while
-    the arguments (the data) keep their shapes. So a decoder, or an encoder that reads an earlier
-    latent, must broadcast over leading dimensions (``nn.Linear`` does; ``z.view(-1, 64, 7, 7)`` or
-    ``torch.cat([z, x], -1)`` does not). With ``vectorize=False`` each draw is one plain call with
+    **The particle dimension.** With ``vectorize=True`` the guide runs once per chunk of k draws,
+    inside a plate of size k at dim ``-(max_plate_nesting + 1)``, and the model is replayed against
+    them in one call (on the CPU in blocks of at most ``max(1, 1024 // N)`` draws, the same weights):
+    each latent arrives with a leading sample dimension, ``z`` of shape (k, N, d) where training
+    gives (N, d), while the arguments (the data) keep their shapes. So a decoder, or an encoder
+    that reads an earlier latent, must broadcast over leading dimensions (``nn.Linear`` does;
+    ``z.view(-1, 64, 7, 7)`` or ``torch.cat([z, x], -1)`` does not). With ``vectorize=False`` each draw is one plain call with
     exactly the shapes of training, for networks that cannot broadcast; the same numbers, k times
     the calls.
 
@@ -298,7 +382,8 @@ def importance_log_likelihood(
         model, and no other, at the model's shapes, with a density (not a point mass).
     :param num_samples: importance samples per example (S).
     :param chunk_size: samples reduced at once; memory grows with ``chunk_size * N``. With
-        ``vectorize=True`` also the size of the leading sample dimension the networks see.
+        ``vectorize=True`` also the size of the leading sample dimension the guide sees (the
+        model's at most that).
     :param plate: name of the model's data plate.
     :param vectorize: one call per chunk with a leading sample dimension (True, fast), or one
         training-shaped call per draw (False, for networks that do not broadcast).
@@ -334,8 +419,8 @@ def per_example_elbo(
     With a point-mass (Delta) guide this is the hard ELBO ``log p(x_n, f(x_n))``, not a bound.
     Several latent sites and user encoders work as in :func:`importance_log_likelihood`, and so
     does the particle dimension: with ``vectorize=True`` (the default) latents arrive with a
-    leading sample dimension of size ``min(num_samples, chunk_size)`` and the networks must
-    broadcast over it; ``vectorize=False`` makes one training-shaped call per draw.
+    leading sample dimension of size ``min(num_samples, chunk_size)`` (at most that in the model)
+    and the networks must broadcast over it; ``vectorize=False`` makes one training-shaped call per draw.
 
     :param num_samples: draws per example.
     :param chunk_size: draws per vectorized call.
