@@ -16,6 +16,7 @@ are otherwise idle (one core per rank).
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -75,7 +76,8 @@ def measure(world: int, backend: str, cfg: dict) -> float:
     return (cfg["steps"] - cfg["warmup"]) * cfg["batch"] * world / seconds
 
 
-def main(argv=None) -> list[dict]:
+def build_parser() -> argparse.ArgumentParser:
+    """This benchmark's command line: the flags every benchmark takes, the process counts and the batch."""
     p = parser(NAME, __doc__.splitlines()[0])
     p.add_argument("--world-sizes", type=positive_int, nargs="+", default=None,
                    help="process counts to time (default: 1 2 on CPU; 1 and every GPU on CUDA)")
@@ -83,7 +85,11 @@ def main(argv=None) -> list[dict]:
                    help="examples per rank and step, one set of cases each (default: 128 1024)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="steps per case, the first 20 (validated, then compiling) untimed (default: 400, --quick 150, --smoke 6)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = build_parser().parse_args(argv)
     device = setup(args)
     backend = "nccl" if device.type == "cuda" else "gloo"
     worlds = args.world_sizes or ([1, torch.cuda.device_count()] if backend == "nccl" else [1, 2])

@@ -270,7 +270,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     rows.append(row(
                         NAME, f"batch {batch}, default", device, args.quick or args.smoke, batch=batch, config=config,
                         elbo=ran["loss"], optimizer=ran["optimizer"], validation=ran["validation"],
-                        compiled=ran["compiled"], compile_timing=ran.get("compile_timing"), ratio=timing["ratio"], ratio_q25=timing["ratio_q25"],
+                        compiled=ran["compiled"], compile_timing=ran.get("compile_timing"), ratio=timing["ratio"],
+                        ratio_q25=timing["ratio_q25"],
                         ratio_q75=timing["ratio_q75"], pyro_lvm_ms=timing["a_ms"], plain_ms=timing["b_ms"],
                         pairs=timing["pairs"], target=TARGET.get(device.type),
                     ))
