@@ -94,3 +94,24 @@ def test_pyro_validation_checks_the_first_chunk_only():
     with pyro.validation_enabled(False):
         importance_log_likelihood(mixture_model, guide, x, num_samples=12, chunk_size=4)
         assert seen == [False] * 4 and not pyro.infer.util.is_validation_enabled()
+
+
+def test_a_nan_weight_in_a_later_chunk_is_an_error_naming_the_examples():
+    """Validation runs on the first chunk only; a NaN the later chunks compute still stops the estimate."""
+    calls = []
+
+    def model(x):
+        calls.append(1)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            loc = torch.where(torch.arange(x.shape[0]) == 2, z * float("nan"), z) if len(calls) > 2 else z
+            pyro.sample("x", dist.Normal(loc, 1.0), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    for evaluator in (importance_log_likelihood, per_example_elbo):
+        calls.clear()
+        with pytest.raises(ValueError, match=r"the log weights of example\(s\) \[2\] are NaN in draws 4\.\.7"):
+            evaluator(model, guide, torch.randn(4), num_samples=12, chunk_size=4)

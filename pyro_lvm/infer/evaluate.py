@@ -340,7 +340,7 @@ def log_importance_weights(
 def _chunked_weights(model, guide, args, kwargs, num_samples, chunk_size, plate, vectorize: bool, evaluator: str,
                      proper_density: bool):
     """Check the guide once, then yield the log weights of ``num_samples`` draws in chunks of ``chunk_size``
-    (Pyro's validation, when enabled, on the first chunk only)."""
+    (Pyro's validation, when enabled, on the first chunk only; a NaN weight in any chunk is an error)."""
     if num_samples < 1 or chunk_size < 1:
         raise ValueError(f"num_samples and chunk_size must be >= 1, got {num_samples} and {chunk_size}")
     nesting = _checked_plate_nesting(model, guide, args, kwargs, plate, evaluator, proper_density)
@@ -349,6 +349,12 @@ def _chunked_weights(model, guide, args, kwargs, num_samples, chunk_size, plate,
             k = min(chunk_size, num_samples - start)
             with nullcontext() if start == 0 else pyro.validation_enabled(False):
                 log_w = _log_weights(model, guide, args, kwargs, k, plate, nesting, vectorize)
+            nan = torch.isnan(log_w).any(0)
+            if nan.any():  # what validation would have caught on the later chunks
+                examples = nan.nonzero().flatten().tolist()
+                raise ValueError(f"{evaluator}: the log weights of example(s) {examples[:10]}{' ...' if len(examples) > 10 else ''} "
+                                 f"are NaN in draws {start}..{start + k - 1}: the model or guide computed a NaN (a NaN "
+                                 f"parameter, input or network output); expected finite or -inf log weights")
             yield log_w
 
 
