@@ -24,13 +24,13 @@ outputs, ``targets`` (N, S) padded, ``input_lengths`` and ``target_lengths`` (N,
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from pyro_lvm.ops._checks import Problem, as_lengths, length_range, report
 from pyro_lvm.ops.chain import (
     FLOOR,
     BandedTransition,
@@ -60,36 +60,17 @@ class _Inputs(NamedTuple):
     target_lengths: torch.Tensor  # (N,) long
 
 
-def _as_lengths(value, name: str, n: int, device: torch.device) -> torch.Tensor:
-    lengths = torch.as_tensor(value, device=device)
-    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integers, got dtype {lengths.dtype}")
-    if lengths.shape != (n,):
-        raise ValueError(f"{name} must have shape (N,) = ({n},), got {tuple(lengths.shape)}")
-    return lengths.long()
+def _nan_or_posinf(log_probs: torch.Tensor, frames: torch.Tensor) -> str:
+    """The error for the first NaN on a frame inside an input (``frames`` (T, N)), else for the
+    first +inf (called where there is one or the other)."""
+    inside = frames.unsqueeze(-1)
+    hits = (torch.isnan(log_probs) & inside).nonzero()
+    name, hits = ("NaN", hits) if len(hits) else ("+inf", (torch.isposinf(log_probs) & inside).nonzero())
+    t, i = (int(v) for v in hits[0, :2])
+    return f"log_probs contains {name}: sequence {i}, frame {t} (log-probabilities must be finite or -inf)"
 
 
-class _Problem(NamedTuple):
-    """A value check over a batch: where it fails and what to say about the first failure."""
-
-    mask: torch.Tensor  # True where the input is wrong
-    describe: Callable[..., str]  # the message, from the index of the first True entry
-    warn: bool = False  # a RuntimeWarning instead of a ValueError
-
-
-def _report(problems: list[_Problem]) -> None:
-    """Raise a ValueError for the first problem found (in list order), else warn for each warning
-    found; one device sync for all of them."""
-    found = torch.stack([p.mask.any() for p in problems]).tolist()
-    messages = [(p.warn, p.describe(*(int(v) for v in p.mask.nonzero()[0]))) for p, hit in zip(problems, found) if hit]
-    errors = [message for warn, message in messages if not warn]
-    if errors:
-        raise ValueError(errors[0])
-    for _, message in messages:
-        warnings.warn(message, RuntimeWarning, stacklevel=4)
-
-
-def _log_probs_problems(log_probs, input_lengths, blank: int, normalized: bool) -> tuple[torch.Tensor, list[_Problem]]:
+def _log_probs_problems(log_probs, input_lengths, blank: int, normalized: bool) -> tuple[torch.Tensor, list[Problem]]:
     """Check the shapes of ``log_probs`` (T, N, C), ``input_lengths`` (N,) and the blank (raising at
     once), and return the input lengths as a LongTensor and the checks of their values: input
     lengths in ``1..T``, no NaN or ``+inf`` on the frames inside an input and, if ``normalized``,
@@ -104,28 +85,19 @@ def _log_probs_problems(log_probs, input_lengths, blank: int, normalized: bool) 
         raise ValueError(f"log_probs needs T >= 1 frames, N >= 1 sequences and C >= 2 classes, got shape {(t_max, n, c)}")
     if not 0 <= blank < c:
         raise ValueError(f"blank must be a class index in [0, C) = [0, {c}), got {blank}")
-    input_lengths = _as_lengths(input_lengths, "input_lengths", n, log_probs.device)
-    finite_or_neginf = "(log-probabilities must be finite or -inf)"
+    input_lengths = as_lengths(input_lengths, "input_lengths", n, log_probs.device)
     with torch.no_grad():
-        frames = (torch.arange(t_max, device=log_probs.device).unsqueeze(-1) < input_lengths).unsqueeze(-1)  # (T, N, 1)
+        frames = torch.arange(t_max, device=log_probs.device).unsqueeze(-1) < input_lengths  # (T, N)
         problems = [
-            _Problem(
-                (input_lengths < 1) | (input_lengths > t_max),
-                lambda i: f"input_lengths[{i}] = {int(input_lengths[i])} is out of range: expected 1 <= input length <= T = {t_max}",
-            ),
-            _Problem(
-                torch.isnan(log_probs) & frames,
-                lambda t, i, _: f"log_probs contains NaN: sequence {i}, frame {t} {finite_or_neginf}",
-            ),
-            _Problem(
-                torch.isposinf(log_probs) & frames,
-                lambda t, i, _: f"log_probs contains +inf: sequence {i}, frame {t} {finite_or_neginf}",
-            ),
+            length_range(input_lengths, "input_lengths", "input length", 1, t_max, "T"),
+            # a frame's maximum is NaN or +inf where the frame holds one (amax propagates NaN): one
+            # pass over log_probs and no (T, N, C) temporary; the message looks for the first one
+            Problem(~(log_probs.amax(-1) < float("inf")) & frames, lambda *_: _nan_or_posinf(log_probs, frames)),
         ]
         if normalized:
             norm = log_probs.exp().sum(-1)  # (T, N)
-            problems.append(_Problem(
-                ((norm - 1).abs() > 1e-3) & frames.squeeze(-1),
+            problems.append(Problem(
+                ((norm - 1).abs() > 1e-3) & frames,
                 lambda t, i: f"log_probs are not normalized: sequence {i}, frame {t} has probabilities summing to {float(norm[t, i]):.4g} "
                 "over classes (expected 1; pass log_softmax outputs)",
                 warn=True,
@@ -137,7 +109,7 @@ def _check_log_probs(log_probs, input_lengths, blank: int, normalized: bool = Tr
     """Validate ``log_probs`` and ``input_lengths`` (see :func:`_log_probs_problems`) at the
     boundary of a function that takes no targets; returns the input lengths as a LongTensor."""
     input_lengths, problems = _log_probs_problems(log_probs, input_lengths, blank, normalized)
-    _report(problems)
+    report(problems)
     return input_lengths
 
 
@@ -151,25 +123,21 @@ def _check(log_probs, targets, input_lengths, target_lengths, blank: int) -> _In
             f"targets must be an integer tensor of shape (N, S) with N = {n}, got shape {tuple(targets.shape)} dtype {targets.dtype}"
         )
     targets = targets.long()
-    target_lengths = _as_lengths(target_lengths, "target_lengths", n, log_probs.device)
+    target_lengths = as_lengths(target_lengths, "target_lengths", n, log_probs.device)
     s_max = targets.size(1)
     inside = torch.arange(s_max, device=log_probs.device) < target_lengths.unsqueeze(-1)
     problems += [
-        _Problem(
-            (target_lengths < 0) | (target_lengths > s_max),
-            lambda i: f"target_lengths[{i}] = {int(target_lengths[i])} is out of range: "
-            f"expected 0 <= target length <= S = {s_max} (the width of targets)",
-        ),
-        _Problem(
+        length_range(target_lengths, "target_lengths", "target length", 0, s_max, "S", " (the width of targets)"),
+        Problem(
             inside & ((targets < 0) | (targets >= c)),
             lambda i, j: f"targets[{i}, {j}] = {int(targets[i, j])} is outside the classes [0, C) = [0, {c}) (sequence {i})",
         ),
-        _Problem(
+        Problem(
             inside & (targets == blank),
             lambda i, j: f"targets[{i}, {j}] = {int(targets[i, j])} is the blank ({blank}); targets hold labels only (sequence {i})",
         ),
     ]
-    _report(problems)
+    report(problems)
     return _Inputs(log_probs, targets, input_lengths, target_lengths)
 
 

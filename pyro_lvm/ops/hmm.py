@@ -19,6 +19,7 @@ from typing import NamedTuple
 import torch
 from torch.distributions import Distribution
 
+from pyro_lvm.ops._checks import as_lengths, length_range, report
 from pyro_lvm.ops.chain import DenseTransition, chain_backtrack, chain_forward, chain_marginals, chain_total
 
 __all__ = ["hmm_log_likelihood", "hmm_posterior_marginals", "hmm_sample_states", "hmm_viterbi"]
@@ -57,20 +58,15 @@ def _hmm_chain(initial_logits, transition_logits, observation_dist, value, lengt
         )
     if lengths is None:
         lengths = torch.full((n,), t_max, dtype=torch.long, device=value.device)
-    lengths = torch.as_tensor(lengths, device=value.device)
-    if lengths.shape != (n,) or lengths.is_floating_point():
-        raise ValueError(f"lengths must be an integer tensor of shape (N,) = ({n},), got {tuple(lengths.shape)} {lengths.dtype}")
-    bad = ((lengths < 1) | (lengths > t_max)).nonzero().flatten()
-    if len(bad):
-        i = int(bad[0])
-        raise ValueError(f"lengths[{i}] = {int(lengths[i])} is out of range: expected 1 <= length <= T = {t_max}")
+    lengths = as_lengths(lengths, "lengths", n, value.device)
+    report([length_range(lengths, "lengths", "length", 1, t_max, "T")])
     initial = initial_logits - initial_logits.logsumexp(-1, True)
     trans = transition_logits - transition_logits.logsumexp(-1, True)
     while trans.dim() < 4:
         trans = trans.unsqueeze(0)
     init = (initial.unsqueeze(-1) + trans[:, 0]).logsumexp(-2).expand(n, k)
     final = torch.zeros(n, k, dtype=emissions.dtype, device=emissions.device)
-    return _Chain(init, emissions.transpose(0, 1), DenseTransition(trans), final, lengths.long())
+    return _Chain(init, emissions.transpose(0, 1), DenseTransition(trans), final, lengths)
 
 
 def hmm_log_likelihood(
