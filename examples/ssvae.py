@@ -150,17 +150,17 @@ def main(argv=None) -> dict:
         reference = "-" if num_labels not in M2_TEST_ERROR else f"{100 * M2_TEST_ERROR[num_labels]:.2f}%"
         print(f"{num_labels} labels: test error {100 * error:.2f}% (Kingma et al. M2: {reference}), "
               f"test log p(x) {row['test_log_likelihood']:.2f} nats (k={args.ll_samples}, {len(log_px)} images)")
-    metrics = {
-        "results": results,
-        "dataset": args.dataset,
-        "ll_samples": args.ll_samples,
-        "ll_examples": min(args.ll_examples, len(xt)),
-        "test_images": len(xt),
-        "device": runs.device_name(device),
-        "seed": args.seed,
-        "args": vars(args),
-    }
-    runs.write_json(metrics, out / "metrics.json")
+        metrics = {  # written after every label count, so a long run's finished rows survive an interruption
+            "results": results,
+            "dataset": args.dataset,
+            "ll_samples": args.ll_samples,
+            "ll_examples": min(args.ll_examples, len(xt)),
+            "test_images": len(xt),
+            "device": runs.device_name(device),
+            "seed": args.seed,
+            "args": vars(args),
+        }
+        runs.write_json(metrics, out / "metrics.json")
     plot_analogies(out / "analogies.png", model)
     plot_curves(out / "training_curve.png", histories)
     print(f"wrote {out}")
