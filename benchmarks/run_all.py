@@ -50,8 +50,9 @@ BENCHMARKS = {
     "ctc": (
         "enum_over_native",
         [
-            "case", "device", "enum_over_native", "enum_ms", "native_ms", "wrapper_over_native", "cudnn_over_native",
-            "value_max_diff", "grad_max_diff", "target",
+            "case", "device", "enum_over_native", "enum_ms", "native_ms", "recursion_over_native", "loop_floor_over_native",
+            "ops_floor_over_native", "enum_ops", "wrapper_over_native", "cudnn_over_native", "value_max_diff", "grad_max_diff",
+            "target",
         ],
         True,
     ),
@@ -130,13 +131,22 @@ the whole fit one `jax.jit`), timed against scikit-learn by the wall clock (`jax
 """,
     "ctc": """## Enumerated CTC against the native kernel (`ctc.py`)
 
-`enum_over_native` = time of `ctc_log_likelihood(..., method="enum")` (the enumerated
-alignment chain's forward recursion) / time of `torch.nn.functional.ctc_loss` (native
-kernel), each a forward and backward pass from logits. warp-ctc's settings: T=150, L=40,
-alphabet 28, and L=20, alphabet 5000; N in {1, 64, 128}. `wrapper_over_native`:
-`method="native"` (the kernel plus input checks and the gradient correction) over the bare
-kernel. `value_max_diff`/`grad_max_diff`: largest differences from the native kernel's
-log-likelihoods and logit gradients. Target: <= 5 on CPU, <= 3 on CUDA.
+`enum_over_native` = time of `ctc_log_likelihood(..., method="enum")` (the enumerated alignment
+chain's forward-backward recursion) / time of `torch.nn.functional.ctc_loss` (native kernel), each a
+forward and backward pass from logits. warp-ctc's settings: T=150, L=40, alphabet 28, and L=20,
+alphabet 5000; N in {1, 64, 128}. `wrapper_over_native`: `method="native"` (kernel plus input checks and
+gradient correction) over the bare kernel. `value_max_diff`/`grad_max_diff`: largest differences from the
+native log-likelihoods and logit gradients. Target: <= 5 on CPU, <= 3 on CUDA.
+
+**What bounds one sequence (N=1, about 5x).** The native kernel does the step in 9 tensor operations;
+the enumerated step dispatches `enum_ops` = 320, whose fixed cost alone (at `op_us`, the cheapest
+operation) is `ops_floor_over_native` = 0.5 of the native step. The recursion alone is
+`recursion_over_native` = 3.1; its `loop_steps` = 75 dependent steps (2 frames a step, an add and a
+`logsumexp` each) take `loop_floor_over_native` = 1.4 by themselves, and more frames a step cost more
+exp/log work in composing the band than they save (4 frames: 1.0-1.15x the time of 2; 8: 1.4x of 4).
+Measured and not adopted: `torch.compile` of the loop (90 s per shape, then 1.5x slower), TorchScript
+(deprecated in torch 2.13), and probability space with rescaling (exact only while messages span less
+than float64's 708 nats; logits of std 10 exceed that by frame 76). 2x at N=1 needs a fused kernel.
 """,
     "guide_families": """## Guide families (`guide_families.py`)
 
