@@ -9,8 +9,10 @@ values are never read (fill them with anything, e.g. zeros). The story records t
 expectation is the imputation of Mattei & Frellsen (2019): :meth:`impute`.
 
 :meth:`with_missing` is the lecture notes' program: the same story with the missing values as the
-latent site ``"x_missing"`` (event shape (D,), scored where ``~mask``), for a guide
-``q(z) q(x_missing; phi)`` (:class:`~pyro_lvm.infer.imputation.MissingValuesGuide`).
+latent site ``"x_missing"``, one value per element of the plate ``"values"`` (size D, dim -2, inside
+the data plate at dim -1, so the site's batch shape is (D, N), the transpose of x) and scored where
+``~mask``, for a guide ``q(z) q(x_missing; phi)`` (:class:`~pyro_lvm.infer.imputation.MissingValuesGuide`).
+The plate is what lets ``TraceEnum_ELBO`` enumerate each binary value on its own.
 
 The face's methods take ``(x, mask)`` where :class:`~pyro_lvm.models.DeepLatentGaussian`'s take ``(x, index)``.
 """
@@ -20,10 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pyro
+import pyro.distributions as dist
 import torch
 
 from pyro_lvm.guides import LatentGuide
 from pyro_lvm.infer import importance_draws, posterior_expectation
+from pyro_lvm.infer.imputation import values_in_plate
 from pyro_lvm.models.dlgm import DeepLatentGaussian
 from pyro_lvm.nets import flatten_examples
 
@@ -35,7 +39,8 @@ class MaskedDeepLatentGaussian(DeepLatentGaussian):
     a trained VAE's weights load with ``load_state_dict``).
 
     Sites: ``z`` (latent), ``x`` (observed where ``mask``), ``mean`` (deterministic, (D,) per example),
-    and in :meth:`with_missing` ``x_missing`` (latent where ``~mask``); all in the plate ``"data"`` at dim -1.
+    and in :meth:`with_missing` ``x_missing`` (latent where ``~mask``, batch shape (D, N) in the plate
+    ``"values"`` at dim -2); all in the plate ``"data"`` at dim -1.
     """
 
     def check_mask(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,8 +71,17 @@ class MaskedDeepLatentGaussian(DeepLatentGaussian):
             pyro.deterministic("mean", px.mean, event_dim=1)
             pyro.sample("x", px.mask(mask).to_event(1), obs=torch.where(mask, x, torch.zeros((), dtype=x.dtype)))
             if missing_latent:
-                pyro.sample("x_missing", px.mask(~mask).to_event(1))
+                with pyro.plate("values", x.shape[-1], dim=-2):
+                    pyro.sample("x_missing", self._per_value(px).mask(~mask.mT))
         return z
+
+    @staticmethod
+    def _per_value(px: dist.Distribution) -> dist.Distribution:
+        """``px`` (Bernoulli or Normal, batch (..., N, D)) laid out for the plate ``"values"``: batch (..., D, N)
+        (:func:`~pyro_lvm.infer.imputation.values_in_plate`)."""
+        if isinstance(px, dist.Bernoulli):
+            return dist.Bernoulli(logits=values_in_plate(px.logits))
+        return dist.Normal(values_in_plate(px.loc), values_in_plate(px.scale))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The story of ``p(x_observed)`` for x (N, D) or (N, ...) and mask of its shape, bool; returns z (N, z_dim).
@@ -77,7 +91,8 @@ class MaskedDeepLatentGaussian(DeepLatentGaussian):
         return self._story(x, mask, missing_latent=False)
 
     def with_missing(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The same story with the missing values as the latent site ``"x_missing"``; returns z (N, z_dim).
+        """The same story with the missing values as the latent site ``"x_missing"`` (batch (D, N) in the plate
+        ``"values"`` at dim -2: two plates, ``max_plate_nesting=2``); returns z (N, z_dim).
 
         Call it through the module's parameters as trained (``pyro.nn.PyroModule`` methods register them).
         """
