@@ -196,7 +196,7 @@ def test_example_quick_run_writes_a_row_per_method(tmp_path):
     spec.loader.exec_module(example)
     example.main(["--quick", "--epochs", "3", "--svi-steps", "20", "--out", str(tmp_path), "--no-progress"])
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert [r["method"] for r in metrics["results"]] == ["svi", "importance", "train_mean", "knn"]
+    assert [r["method"] for r in metrics["results"]] == ["svi", "importance", "importance_fitted", "train_mean", "knn"]
     for row in metrics["results"]:
         assert row["missing_pixel_log_likelihood"] < 0 and 0 <= row["missing_pixel_accuracy"] <= 1
     assert (tmp_path / "completions.png").exists()
