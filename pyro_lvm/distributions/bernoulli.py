@@ -22,7 +22,7 @@ __all__ = ["IndependentBernoulli"]
 class IndependentBernoulli(dist.Independent):
     """``Bernoulli(logits=logits).to_event(reinterpreted_batch_ndims)`` with a fused ``log_prob``.
 
-    :param logits: (*batch, *event) log-odds of a one.
+    :param logits: ``(*batch, *event)`` log-odds of a one.
     :param reinterpreted_batch_ndims: how many rightmost dims of ``logits`` are the event (>= 1).
     """
 
@@ -34,7 +34,7 @@ class IndependentBernoulli(dist.Independent):
 
     @property
     def logits(self) -> torch.Tensor:
-        """(*batch, *event) log-odds."""
+        """``(*batch, *event)`` log-odds."""
         return self.base_dist.logits
 
     def expand(self, batch_shape: torch.Size, _instance: IndependentBernoulli | None = None) -> IndependentBernoulli:
@@ -42,7 +42,7 @@ class IndependentBernoulli(dist.Independent):
         return super().expand(batch_shape, _instance=new)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """log p(value), (*batch): the elementwise binary cross-entropies summed over the event, then negated."""
+        """log p(value), ``(*batch)``: the elementwise binary cross-entropies summed over the event, then negated."""
         if self._validate_args:
             self._validate_sample(value)
         logits, value = torch.broadcast_tensors(self.base_dist.logits, value)
