@@ -162,6 +162,9 @@ def test_each_switch_turns_its_choice_off():
         fit(steps=1, fast="yes")
     with pytest.raises(ValueError, match="FastPath.validate_steps must be a non-negative integer, got -1"):
         FastPath(validate_steps=-1)
+    for name, bad in (("timed_steps", -1), ("timed_steps", 1.5), ("timed_steps", True), ("min_compiled_steps", None)):
+        with pytest.raises(ValueError, match=f"FastPath.{name} must be a non-negative integer, got {bad!r}"):
+            FastPath(**{name: bad})
 
 
 def test_parameters_created_by_a_later_step_join_the_optimizer():

@@ -79,7 +79,7 @@ class FastPath:
     def __post_init__(self) -> None:
         for name in ("validate_steps", "min_compiled_steps", "timed_steps"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 0):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise ValueError(f"FastPath.{name} must be a non-negative integer, got {value!r}")
         for name in ("min_compiled_steps", "timed_steps"):
             if getattr(self, name) is None:
